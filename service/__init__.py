@@ -1,0 +1,1 @@
+"""The prediction service: HTTP API, request log and Prometheus metrics."""

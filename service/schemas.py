@@ -1,0 +1,79 @@
+"""HTTP schemas with explicit limits: bad input is a clear 422, never a 500."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_TITLE_CHARS = 300
+MAX_BODY_CHARS = 60_000  # the longest real body in the bundled data is ~38k characters
+MAX_BATCH = 256
+MAX_FEEDBACK_TAGS = 10
+# Stack Overflow tags: lower-case, at most 35 characters, letters, digits and + # - . only.
+TAG_PATTERN = r"^[a-z0-9+#][a-z0-9+#.\-]{0,34}$"
+REQUEST_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS)]
+Body = Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=TAG_PATTERN)]
+RequestId = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=REQUEST_ID_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strict=True)
+
+
+class Question(_Strict):
+    title: Title
+    body: Body = ""
+
+
+class TagScore(BaseModel):
+    tag: str
+    score: float
+
+
+class Prediction(BaseModel):
+    request_id: str
+    tags: list[TagScore]
+    model_version: str
+
+
+class BatchRequest(_Strict):
+    questions: list[Question] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchPrediction(BaseModel):
+    request_id: str
+    tags: list[TagScore]
+
+
+class BatchResponse(BaseModel):
+    model_version: str
+    predictions: list[BatchPrediction]
+
+
+class FeedbackRequest(_Strict):
+    request_id: RequestId
+    tags: list[Tag] = Field(min_length=1, max_length=MAX_FEEDBACK_TAGS)
+
+
+class FeedbackResponse(BaseModel):
+    request_id: str
+    tags: list[str]
+    status: str
+
+
+class ModelResponse(BaseModel):
+    name: str
+    version: str
+    loaded_at: str
+    n_tags: int
+    data_window: dict[str, object]
+    metrics: dict[str, object]
+    params: dict[str, object]
+
+
+class Problem(BaseModel):
+    detail: str

@@ -1,0 +1,164 @@
+"""The ``tagwatch`` command. Each subcommand is a thin edge: parse options, call a stage, print the result."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tagwatch.settings import Settings, get_settings
+
+app = typer.Typer(help="tagwatch: tag suggestions for Stack Overflow questions, kept healthy in production.",
+                  no_args_is_help=True, add_completion=False)
+
+DataOpt = Annotated[Path | None, typer.Option(help="Questions file (bundled CSV, SEDE CSV, StackSample "
+                                                   "Questions.csv, or a data-dump Posts.xml). Default: bundled data.")]
+SinceOpt = Annotated[str | None, typer.Option(help="Only questions created on or after this date (YYYY-MM-DD).")]
+UntilOpt = Annotated[str | None, typer.Option(help="Only questions created before this date (YYYY-MM-DD).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _date(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2018-01-31", param_hint=option) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
+    names = ["micro_f1", "macro_f1", "samples_jaccard", "precision_at_1", "precision_at_3", "recall_at_3",
+             "n_questions"]
+    holdouts = list(metrics)
+    lines = [f"{'metric':<18}" + "".join(f"{h:>16}" for h in holdouts)]
+    for name in names:
+        cells = []
+        for h in holdouts:
+            v = metrics[h].get(name)
+            cells.append(f"{v:>16.4f}" if isinstance(v, float) else f"{v!s:>16}")
+        lines.append(f"{name:<18}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def _summary(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {h: {k: v for k, v in m.items() if k != "per_tag_f1"} for h, m in metrics.items()}
+
+
+@app.command()
+def train(data: DataOpt = None, since: SinceOpt = None, until: UntilOpt = None, as_json: JsonOpt = False,
+          champion: Annotated[bool | None, typer.Option("--champion/--no-champion",
+                                                        help="Make the new version champion (default: only when "
+                                                             "the registry has none).")] = None) -> None:
+    """Train on the bundled data (or --data), evaluate on a time and a random hold-out, register the model."""
+    _setup_logging()
+    from retrain.job import load_data, select_window, train_and_register
+
+    settings = get_settings()
+    questions = select_window(load_data(data or settings.data_path), since=_date(since, "--since"),
+                              until=_date(until, "--until"))
+    if len(questions) < 200:
+        typer.echo(f"Only {len(questions)} questions in that window; at least 200 are needed.", err=True)
+        raise typer.Exit(2)
+    run = train_and_register(settings, questions, make_champion=champion)
+    if as_json:
+        typer.echo(json.dumps({"version": run.version, "champion": run.champion, "data_window": run.data_window,
+                               "seconds": round(run.seconds, 1), "metrics": run.metrics}, indent=2))
+        return
+    typer.echo(f"Registered {settings.model_name} version {run.version}"
+               f"{' (champion)' if run.champion else ''} in {run.seconds:.0f} s; window {run.data_window}")
+    typer.echo(_metrics_table(_summary(run.metrics)))
+
+
+@app.command()
+def evaluate(version: Annotated[str | None, typer.Option(help="Model version (default: the champion).")] = None,
+             data: DataOpt = None, as_json: JsonOpt = False) -> None:
+    """Score a registered model (default: the champion) again on both of its hold-outs."""
+    _setup_logging()
+    from retrain.evaluate import evaluate as evaluate_model
+    from retrain.job import load_data
+    from tagwatch.registry import Registry
+
+    settings = get_settings()
+    registry = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
+    version = version or registry.champion_version()
+    if version is None:
+        typer.echo("No champion in the registry: run `tagwatch train` first.", err=True)
+        raise typer.Exit(1)
+    model = registry.load_model(version)
+    holdouts = registry.holdout_ids(version)
+    by_id = {q.id: q for q in load_data(data or settings.data_path)}
+    metrics: dict[str, dict[str, Any]] = {}
+    for name, ids in holdouts.items():
+        questions = [by_id[i] for i in ids if i in by_id]
+        if len(questions) < len(ids):
+            typer.echo(f"hold-out {name}: {len(ids) - len(questions)} of {len(ids)} questions are not in the data",
+                       err=True)
+        metrics[f"holdout_{name}"] = evaluate_model(model, questions)
+    if as_json:
+        typer.echo(json.dumps({"version": version, "metrics": metrics}, indent=2))
+    else:
+        typer.echo(f"{settings.model_name} version {version}")
+        typer.echo(_metrics_table(_summary(metrics)))
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port to bind.")] = 8000) -> None:
+    """Run the prediction service (FastAPI) until interrupted."""
+    _setup_logging()
+    import uvicorn
+
+    from service.app import create_app
+
+    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info", access_log=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the request-log database schema (Alembic)."""
+    _setup_logging()
+    from tagwatch.db import upgrade_database
+
+    settings = get_settings()
+    upgrade_database(settings.db_url)
+    typer.echo(f"database at head: {_redact(settings.db_url)}")
+
+
+@app.command()
+def demo(host: Annotated[str, typer.Option()] = "127.0.0.1",
+         port: Annotated[int, typer.Option()] = 8000) -> None:
+    """Train a first model when the registry has none, then serve it."""
+    _setup_logging()
+    from tagwatch.registry import Registry
+
+    settings = get_settings()
+    registry = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
+    if registry.champion_version() is None:
+        typer.echo("No champion yet: training one on the bundled data (a few minutes on 2 cores)...")
+        train(data=None, since=None, until=None, as_json=False, champion=None)
+    serve(host=host, port=port)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Shared fixtures: real databases (SQLite files and fresh PostgreSQL databases), settings under a temp home."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tagwatch.data import Question
+from tagwatch.model import TagModel
+from tagwatch.settings import Settings
+from tests.support import SMALL_MODEL_TAGS
+
+# The PostgreSQL server the tests use; each test gets a database of its own on it.
+ADMIN_URL = os.environ.get("TAGWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        engine = create_engine(ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure means: no server to test against
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    problem = _postgres_reachable()
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required under CI=true but is unreachable at {ADMIN_URL}: {problem}")
+        pytest.skip(f"PostgreSQL unreachable at {ADMIN_URL}: {problem}")
+    return ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"tagwatch_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'tagwatch.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Runs a test once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tagwatch.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+# --- models -------------------------------------------------------------------------------------------------------
+# A small model trained once per test session on a seeded sample of the bundled questions (a few seconds).
+SMALL_MODEL_QUESTIONS = 4_000
+
+
+@pytest.fixture(scope="session")
+def bundled_questions() -> list[Question]:
+    from tagwatch.data import load_questions
+    from tagwatch.settings import BUNDLED_DATA
+
+    questions, _ = load_questions(BUNDLED_DATA)
+    return questions
+
+
+@pytest.fixture(scope="session")
+def small_training_set(bundled_questions: list[Question]) -> list[Question]:
+    import random
+
+    return random.Random(7).sample(bundled_questions, SMALL_MODEL_QUESTIONS)
+
+
+@pytest.fixture(scope="session")
+def small_model(small_training_set: list[Question]) -> TagModel:
+    from retrain.train import train_model
+
+    return train_model(small_training_set, top_n=SMALL_MODEL_TAGS, max_tags=5, seed=7)
