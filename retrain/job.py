@@ -64,10 +64,8 @@ def reference_sample(questions: Sequence[Question], *, size: int, seed: int) -> 
 def load_data(path: Path) -> list[Question]:
     from tagwatch.data import load_questions
 
-    questions, report = load_questions(path)
-    if report.rows_rejected:
-        log.warning("%s: %d of %d rows rejected: %s", report.source, report.rows_rejected, report.rows_read,
-                    report.rejected)
+    # load_questions reports what it read and rejected (a warning when rows were bad).
+    questions, _ = load_questions(path)
     return questions
 
 
