@@ -26,7 +26,7 @@ from service import schemas
 from service.metrics import OTHER_TAG, ServiceMetrics
 from service.model_holder import LoadedModel, ModelHolder, ModelSource
 from tagwatch.settings import Settings, get_settings
-from tagwatch.text import TextInput
+from tagwatch.text import TextInput, detect_format
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,15 @@ def _record(state: AppState, loaded: LoadedModel, tags: list[tuple[str, float]])
         m.prediction_score.observe(score)
 
 
-def _log_prediction(state: AppState, *, request_id: str, question: schemas.Question, loaded: LoadedModel,
-                    tags: list[tuple[str, float]], latency: float) -> None:
+def _log_prediction(
+    state: AppState,
+    *,
+    request_id: str,
+    question: schemas.Question,
+    loaded: LoadedModel,
+    tags: list[tuple[str, float]],
+    latency: float,
+) -> None:
     if state.writer is None:
         return
     from service.requestlog import PredictionRow
@@ -117,6 +124,7 @@ def _log_prediction(state: AppState, *, request_id: str, question: schemas.Quest
             created_at=datetime.now(UTC),
             title=question.title,
             body=question.body,
+            body_format=detect_format(question.body),
             predicted=[{"tag": t, "score": round(s, 6)} for t, s in tags],
             model_version=loaded.version,
             latency_seconds=latency,
@@ -138,8 +146,12 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             from tagwatch.registry import Registry
 
             model_source = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
-        holder = ModelHolder(model_source, metrics=metrics, model_name=settings.model_name,
-                             label_tags=settings.metrics_top_tags)
+        holder = ModelHolder(
+            model_source,
+            metrics=metrics,
+            model_name=settings.model_name,
+            label_tags=settings.metrics_top_tags,
+        )
         state = AppState(settings, metrics, holder)
         app.state.tagwatch = state
         from tagwatch.db import make_engine, upgrade_database
@@ -237,10 +249,10 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
         for question, tags in zip(batch.questions, results, strict=True):
             request_id = uuid.uuid4().hex
             _record(state, loaded, tags)
-            _log_prediction(state, request_id=request_id, question=question, loaded=loaded, tags=tags,
-                            latency=latency)
-            out.append(schemas.BatchPrediction(request_id=request_id,
-                                               tags=[schemas.TagScore(tag=t, score=s) for t, s in tags]))
+            _log_prediction(state, request_id=request_id, question=question, loaded=loaded, tags=tags, latency=latency)
+            out.append(
+                schemas.BatchPrediction(request_id=request_id, tags=[schemas.TagScore(tag=t, score=s) for t, s in tags])
+            )
         return schemas.BatchResponse(model_version=loaded.version, predictions=out)
 
     @app.post(
@@ -257,16 +269,12 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
         tags = list(dict.fromkeys(body.tags))
         if not state.writer.is_pending(body.request_id):
             try:
-                known = await anyio.to_thread.run_sync(
-                    lambda: request_exists(state.engine, request_id=body.request_id)
-                )
+                known = await anyio.to_thread.run_sync(lambda: request_exists(state.engine, request_id=body.request_id))
             except Exception as exc:
                 raise HTTPException(503, "The request log database is unreachable; retry later.") from exc
             if not known:
                 raise HTTPException(404, f"Unknown request_id {body.request_id}: no prediction with that id.")
-        state.writer.submit_feedback(
-            FeedbackRow(request_id=body.request_id, tags=tags, received_at=datetime.now(UTC))
-        )
+        state.writer.submit_feedback(FeedbackRow(request_id=body.request_id, tags=tags, received_at=datetime.now(UTC)))
         state.metrics.feedback.inc()
         return schemas.FeedbackResponse(request_id=body.request_id, tags=tags, status="recorded")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_TITLE_CHARS = 300
 MAX_BODY_CHARS = 60_000  # the longest real body in the bundled data is ~38k characters
@@ -14,8 +14,21 @@ MAX_FEEDBACK_TAGS = 10
 TAG_PATTERN = r"^[a-z0-9+#][a-z0-9+#.\-]{0,34}$"
 REQUEST_ID_PATTERN = r"^[0-9a-f]{32}$"
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS)]
-Body = Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS)]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; no real question contains one.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS),
+    AfterValidator(_no_nul),
+]
+Body = Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS), AfterValidator(_no_nul)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=TAG_PATTERN)]
 RequestId = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=REQUEST_ID_PATTERN)]
 

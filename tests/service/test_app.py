@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from tagwatch.model import TagModel
 
 from service.app import create_app
-from tagwatch.model import TagModel
 from tagwatch.settings import Settings
 from tests.support import InMemorySource
 
@@ -100,7 +100,11 @@ def test_predict_pandas_question(client: TestClient) -> None:
 
 
 def test_predict_batch(client: TestClient) -> None:
-    questions = [PANDAS_QUESTION, {"title": "Center a div horizontally with CSS"}, {"title": "NullPointerException"}]
+    questions = [
+        PANDAS_QUESTION,
+        {"title": "Center a div horizontally with CSS"},
+        {"title": "NullPointerException"},
+    ]
     response = client.post("/predict/batch", json={"questions": questions})
     assert response.status_code == 200
     body = response.json()
@@ -124,6 +128,8 @@ def test_predict_batch(client: TestClient) -> None:
         ({"body": "no title"}, "title"),
         ({"title": "ok", "extra": 1}, "extra"),
         ({"title": "ok", "body": None}, "body"),
+        ({"title": "nul \u0000 inside"}, "NUL"),
+        ({"title": "ok", "body": "nul \u0000"}, "NUL"),
         ([], "dict"),
     ],
 )
@@ -217,13 +223,18 @@ def test_metrics(client: TestClient) -> None:
     assert _metric(client, "tagwatch_request_log_rows_written_total", table="prediction_requests") == 3
     # Tags outside the labelled top-N are counted as "other", so the label set stays bounded.
     text = client.get("/metrics").text
-    labelled = {s.labels["tag"] for f in text_string_to_metric_families(text) for s in f.samples
-                if s.name == "tagwatch_predicted_tags_total"}
+    labelled = {
+        s.labels["tag"]
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "tagwatch_predicted_tags_total"
+    }
     assert len(labelled) <= 21
 
 
-def test_hot_reload_under_concurrent_requests(settings: Settings, small_model: TagModel,
-                                              small_training_set: list[Any]) -> None:
+def test_hot_reload_under_concurrent_requests(
+    settings: Settings, small_model: TagModel, small_training_set: list[Any]
+) -> None:
     from retrain.train import train_model
 
     other = train_model(small_training_set[:2_000], top_n=20, max_tags=3, seed=3)
@@ -270,7 +281,7 @@ def test_hot_reload_under_concurrent_requests(settings: Settings, small_model: T
     assert seen[-1] == "2"
     # Once a request saw version 2, none after it saw version 1 again.
     first_two = seen.index("2")
-    assert "1" not in seen[first_two + 8:]
+    assert "1" not in seen[first_two + 8 :]
 
 
 def test_failed_reload_keeps_serving(settings: Settings, source: InMemorySource, small_model: TagModel) -> None:
