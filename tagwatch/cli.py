@@ -11,13 +11,21 @@ from typing import Annotated, Any
 
 import typer
 
-from tagwatch.settings import Settings, get_settings
+from tagwatch.settings import get_settings
 
-app = typer.Typer(help="tagwatch: tag suggestions for Stack Overflow questions, kept healthy in production.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="tagwatch: tag suggestions for Stack Overflow questions, kept healthy in production.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
-DataOpt = Annotated[Path | None, typer.Option(help="Questions file (bundled CSV, SEDE CSV, StackSample "
-                                                   "Questions.csv, or a data-dump Posts.xml). Default: bundled data.")]
+DataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Questions file (bundled CSV, SEDE CSV, StackSample "
+        "Questions.csv, or a data-dump Posts.xml). Default: bundled data."
+    ),
+]
 SinceOpt = Annotated[str | None, typer.Option(help="Only questions created on or after this date (YYYY-MM-DD).")]
 UntilOpt = Annotated[str | None, typer.Option(help="Only questions created before this date (YYYY-MM-DD).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -38,8 +46,15 @@ def _date(value: str | None, option: str) -> datetime | None:
 
 
 def _metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
-    names = ["micro_f1", "macro_f1", "samples_jaccard", "precision_at_1", "precision_at_3", "recall_at_3",
-             "n_questions"]
+    names = [
+        "micro_f1",
+        "macro_f1",
+        "samples_jaccard",
+        "precision_at_1",
+        "precision_at_3",
+        "recall_at_3",
+        "n_questions",
+    ]
     holdouts = list(metrics)
     lines = [f"{'metric':<18}" + "".join(f"{h:>16}" for h in holdouts)]
     for name in names:
@@ -56,36 +71,62 @@ def _summary(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 @app.command()
-def train(data: DataOpt = None, since: SinceOpt = None, until: UntilOpt = None, as_json: JsonOpt = False,
-          champion: Annotated[bool | None, typer.Option("--champion/--no-champion",
-                                                        help="Make the new version champion (default: only when "
-                                                             "the registry has none).")] = None) -> None:
+def train(
+    data: DataOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    as_json: JsonOpt = False,
+    champion: Annotated[
+        bool | None,
+        typer.Option(
+            "--champion/--no-champion",
+            help="Make the new version champion (default: only when the registry has none).",
+        ),
+    ] = None,
+) -> None:
     """Train on the bundled data (or --data), evaluate on a time and a random hold-out, register the model."""
     _setup_logging()
     from retrain.job import load_data, select_window, train_and_register
 
     settings = get_settings()
-    questions = select_window(load_data(data or settings.data_path), since=_date(since, "--since"),
-                              until=_date(until, "--until"))
+    questions = select_window(
+        load_data(data or settings.data_path), since=_date(since, "--since"), until=_date(until, "--until")
+    )
     if len(questions) < 200:
         typer.echo(f"Only {len(questions)} questions in that window; at least 200 are needed.", err=True)
         raise typer.Exit(2)
     run = train_and_register(settings, questions, make_champion=champion)
     if as_json:
-        typer.echo(json.dumps({"version": run.version, "champion": run.champion, "data_window": run.data_window,
-                               "seconds": round(run.seconds, 1), "metrics": run.metrics}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "version": run.version,
+                    "champion": run.champion,
+                    "data_window": run.data_window,
+                    "seconds": round(run.seconds, 1),
+                    "metrics": run.metrics,
+                },
+                indent=2,
+            )
+        )
         return
-    typer.echo(f"Registered {settings.model_name} version {run.version}"
-               f"{' (champion)' if run.champion else ''} in {run.seconds:.0f} s; window {run.data_window}")
+    typer.echo(
+        f"Registered {settings.model_name} version {run.version}"
+        f"{' (champion)' if run.champion else ''} in {run.seconds:.0f} s; window {run.data_window}"
+    )
     typer.echo(_metrics_table(_summary(run.metrics)))
 
 
 @app.command()
-def evaluate(version: Annotated[str | None, typer.Option(help="Model version (default: the champion).")] = None,
-             data: DataOpt = None, as_json: JsonOpt = False) -> None:
+def evaluate(
+    version: Annotated[str | None, typer.Option(help="Model version (default: the champion).")] = None,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Score a registered model (default: the champion) again on both of its hold-outs."""
     _setup_logging()
     from retrain.evaluate import evaluate as evaluate_model
+
     from retrain.job import load_data
     from tagwatch.registry import Registry
 
@@ -102,8 +143,10 @@ def evaluate(version: Annotated[str | None, typer.Option(help="Model version (de
     for name, ids in holdouts.items():
         questions = [by_id[i] for i in ids if i in by_id]
         if len(questions) < len(ids):
-            typer.echo(f"hold-out {name}: {len(ids) - len(questions)} of {len(ids)} questions are not in the data",
-                       err=True)
+            typer.echo(
+                f"hold-out {name}: {len(ids) - len(questions)} of {len(ids)} questions are not in the data",
+                err=True,
+            )
         metrics[f"holdout_{name}"] = evaluate_model(model, questions)
     if as_json:
         typer.echo(json.dumps({"version": version, "metrics": metrics}, indent=2))
@@ -113,8 +156,10 @@ def evaluate(version: Annotated[str | None, typer.Option(help="Model version (de
 
 
 @app.command()
-def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="Port to bind.")] = 8000) -> None:
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+) -> None:
     """Run the prediction service (FastAPI) until interrupted."""
     _setup_logging()
     import uvicorn
@@ -122,6 +167,66 @@ def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0
     from service.app import create_app
 
     uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info", access_log=False)
+
+
+@app.command()
+def replay(
+    url: Annotated[str, typer.Option(help="Base URL of a running service.")] = "http://127.0.0.1:8000",
+    data: DataOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    shuffle: Annotated[bool, typer.Option("--shuffle", help="Shuffle the questions (a stable stream).")] = False,
+    rate: Annotated[
+        float | None, typer.Option(min=0.1, help="Questions per second (default: as fast as the concurrency allows).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests in flight at once.")] = 8,
+    limit: Annotated[int | None, typer.Option(min=1, help="Send at most this many questions.")] = None,
+    feedback_share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of questions whose real tags are posted as feedback.")
+    ] = 0.5,
+    feedback_delay: Annotated[float, typer.Option(min=0.0, help="Seconds between an answer and its feedback.")] = 1.0,
+    max_seconds: Annotated[float | None, typer.Option(min=1.0, help="Stop sending after this long.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for --shuffle and the feedback share.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay real questions (time order, or shuffled) against a service, with delayed feedback."""
+    import asyncio
+
+    from tqdm import tqdm
+
+    from retrain.job import load_data, select_window
+    from tagwatch.replay import order_stream
+    from tagwatch.replay import replay as run_replay
+
+    settings = get_settings()
+    questions = select_window(
+        load_data(data or settings.data_path), since=_date(since, "--since"), until=_date(until, "--until")
+    )
+    stream = order_stream(questions, shuffle=shuffle, seed=seed, limit=limit)
+    if not stream:
+        typer.echo("No questions to replay in that window.", err=True)
+        raise typer.Exit(2)
+    with tqdm(total=len(stream), unit="q", disable=as_json or not sys.stderr.isatty()) as bar:
+        summary = asyncio.run(
+            run_replay(
+                stream,
+                url=url,
+                rate=rate,
+                concurrency=concurrency,
+                feedback_share=feedback_share,
+                feedback_delay=feedback_delay,
+                seed=seed,
+                max_seconds=max_seconds,
+                on_answer=lambda _: bar.update(1),
+            )
+        )
+    result = summary.to_dict()
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+    if summary.answered == 0:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -136,8 +241,7 @@ def migrate() -> None:
 
 
 @app.command()
-def demo(host: Annotated[str, typer.Option()] = "127.0.0.1",
-         port: Annotated[int, typer.Option()] = 8000) -> None:
+def demo(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[int, typer.Option()] = 8000) -> None:
     """Train a first model when the registry has none, then serve it."""
     _setup_logging()
     from tagwatch.registry import Registry

@@ -1,0 +1,104 @@
+"""The retrain policy: when detected drift counts, and when it may trigger a retrain.
+
+Pure functions over the history of window verdicts, so the monitor job, the demo and the backtest share one policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+KINDS: tuple[str, ...] = ("data", "concept", "feature")
+
+
+@dataclass(frozen=True)
+class Policy:
+    # A kind counts as drifted only after this many consecutive windows (with enough data) detected it.
+    confirmations: int = 2
+    # After a retrain (promoted or not), wait this many windows and this long before the next one.
+    cooldown_windows: int = 3
+    cooldown_seconds: float = 0.0
+    # Which confirmed kinds may trigger a retrain.
+    retrain_on: frozenset[str] = frozenset(KINDS)
+    # Labelled (feedback) questions a retrain needs at the least.
+    min_labelled: int = 300
+
+
+@dataclass(frozen=True)
+class WindowVerdict:
+    """What one monitor run found, as the policy sees it."""
+
+    at: datetime
+    model_version: str
+    detected: Mapping[str, bool]
+    enough_data: Mapping[str, bool]
+    retrain_started: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    confirmed: dict[str, bool]
+    retrain: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def confirmed_kinds(history: Sequence[WindowVerdict], policy: Policy) -> dict[str, bool]:
+    """Per kind: detected in each of the last ``confirmations`` windows that had enough data for it.
+
+    Only windows of the model in the newest verdict count: a new model has a new reference, so the detections made
+    against the old one say nothing about it.
+    """
+    if not history:
+        return dict.fromkeys(KINDS, False)
+    version = history[-1].model_version
+    mine = [v for v in history if v.model_version == version]
+    out = {}
+    for kind in KINDS:
+        usable = [v.detected.get(kind, False) for v in mine if v.enough_data.get(kind, False)]
+        recent = usable[-policy.confirmations :]
+        # The newest window itself must have had enough data and detected the kind.
+        newest_ok = mine[-1].enough_data.get(kind, False) and mine[-1].detected.get(kind, False)
+        out[kind] = newest_ok and len(recent) == policy.confirmations and all(recent)
+    return out
+
+
+def decide(
+    history: Sequence[WindowVerdict],
+    *,
+    policy: Policy,
+    now: datetime,
+    last_retrain_at: datetime | None,
+    labelled_available: int,
+) -> Decision:
+    """Whether this window (the last of ``history``) starts a retrain, and why (or why not)."""
+    confirmed = confirmed_kinds(history, policy)
+    reasons: list[str] = []
+    triggering = [k for k in KINDS if confirmed[k] and k in policy.retrain_on]
+    for kind in KINDS:
+        if confirmed[kind]:
+            reasons.append(f"{kind} drift confirmed ({policy.confirmations} consecutive windows)")
+    if not triggering:
+        if not any(confirmed.values()):
+            reasons.append("no drift confirmed")
+        return Decision(confirmed, False, reasons)
+    windows_since = _windows_since_retrain(history)
+    if windows_since is not None and windows_since < policy.cooldown_windows:
+        reasons.append(f"cool-down: {windows_since} of {policy.cooldown_windows} windows since the last retrain")
+        return Decision(confirmed, False, reasons)
+    if last_retrain_at is not None and (now - last_retrain_at).total_seconds() < policy.cooldown_seconds:
+        reasons.append(f"cool-down: last retrain at {last_retrain_at.isoformat()}, {policy.cooldown_seconds:.0f} s")
+        return Decision(confirmed, False, reasons)
+    if labelled_available < policy.min_labelled:
+        reasons.append(f"not enough labelled questions to retrain: {labelled_available} < {policy.min_labelled}")
+        return Decision(confirmed, False, reasons)
+    reasons.append(f"retrain: {', '.join(triggering)} drift")
+    return Decision(confirmed, True, reasons)
+
+
+def _windows_since_retrain(history: Sequence[WindowVerdict]) -> int | None:
+    """Windows after the newest one that started a retrain (None: no retrain in the history)."""
+    for back, verdict in enumerate(reversed(history[:-1]), start=1):
+        if verdict.retrain_started:
+            return back
+    return None

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from monitor.policy import Policy, WindowVerdict, confirmed_kinds, decide
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+ALL = {"data": True, "concept": True, "feature": True}
+
+
+def verdict(
+    i: int,
+    *,
+    data: bool = False,
+    concept: bool = False,
+    feature: bool = False,
+    version: str = "1",
+    enough: dict[str, bool] | None = None,
+    retrain: bool = False,
+) -> WindowVerdict:
+    return WindowVerdict(
+        at=T0 + timedelta(minutes=i),
+        model_version=version,
+        detected={"data": data, "concept": concept, "feature": feature},
+        enough_data=enough or ALL,
+        retrain_started=retrain,
+    )
+
+
+def run(history: list[WindowVerdict], policy: Policy | None = None, **kw: object) -> tuple[bool, list[str]]:
+    kwargs: dict[str, object] = {"now": history[-1].at, "last_retrain_at": None, "labelled_available": 10_000}
+    kwargs.update(kw)
+    d = decide(history, policy=policy or Policy(), **kwargs)  # type: ignore[arg-type]
+    return d.retrain, d.reasons
+
+
+def test_single_detection_is_not_confirmed() -> None:
+    retrain, reasons = run([verdict(0), verdict(1, data=True)])
+    assert not retrain
+    assert reasons == ["no drift confirmed"]
+
+
+def test_two_consecutive_windows_confirm_and_retrain() -> None:
+    retrain, reasons = run([verdict(0, data=True), verdict(1, data=True)])
+    assert retrain
+    assert "data drift confirmed (2 consecutive windows)" in reasons
+    assert reasons[-1] == "retrain: data drift"
+
+
+def test_interrupted_detections_do_not_confirm() -> None:
+    history = [verdict(0, concept=True), verdict(1), verdict(2, concept=True)]
+    assert confirmed_kinds(history, Policy()) == {"data": False, "concept": False, "feature": False}
+
+
+def test_windows_without_enough_data_neither_confirm_nor_reset() -> None:
+    thin = {"data": True, "concept": False, "feature": True}
+    history = [verdict(0, concept=True), verdict(1, enough=thin), verdict(2, concept=True)]
+    assert confirmed_kinds(history, Policy())["concept"]
+    # ... but the newest window itself must have had enough data.
+    history = [verdict(0, concept=True), verdict(1, concept=True), verdict(2, concept=True, enough=thin)]
+    assert not confirmed_kinds(history, Policy())["concept"]
+
+
+def test_detections_against_an_older_model_do_not_count() -> None:
+    history = [verdict(0, data=True, version="1"), verdict(1, data=True, version="2")]
+    assert not confirmed_kinds(history, Policy())["data"]
+
+
+def test_confirmations_configurable() -> None:
+    history = [verdict(0, feature=True), verdict(1, feature=True)]
+    assert not confirmed_kinds(history, Policy(confirmations=3))["feature"]
+    assert confirmed_kinds([*history, verdict(2, feature=True)], Policy(confirmations=3))["feature"]
+    assert confirmed_kinds(history[-1:], Policy(confirmations=1))["feature"]
+
+
+def test_cooldown_in_windows() -> None:
+    history = [verdict(0, data=True), verdict(1, data=True, retrain=True), verdict(2, data=True), verdict(3, data=True)]
+    retrain, reasons = run(history)
+    assert not retrain
+    assert reasons[-1] == "cool-down: 2 of 3 windows since the last retrain"
+    retrain, _ = run([*history, verdict(4, data=True)])
+    assert retrain
+
+
+def test_cooldown_in_time() -> None:
+    history = [verdict(0, data=True), verdict(1, data=True)]
+    policy = Policy(cooldown_seconds=3600)
+    retrain, reasons = run(history, policy, last_retrain_at=history[-1].at - timedelta(minutes=10))
+    assert not retrain
+    assert reasons[-1].startswith("cool-down: last retrain at")
+    retrain, _ = run(history, policy, last_retrain_at=history[-1].at - timedelta(hours=2))
+    assert retrain
+
+
+def test_minimum_labelled_data() -> None:
+    history = [verdict(0, concept=True), verdict(1, concept=True)]
+    retrain, reasons = run(history, labelled_available=299)
+    assert not retrain
+    assert reasons[-1] == "not enough labelled questions to retrain: 299 < 300"
+
+
+def test_kinds_that_may_not_trigger() -> None:
+    history = [verdict(0, data=True), verdict(1, data=True)]
+    retrain, reasons = run(history, Policy(retrain_on=frozenset({"concept"})))
+    assert not retrain
+    assert "data drift confirmed (2 consecutive windows)" in reasons
+
+
+def test_stable_stream_never_retrains() -> None:
+    history = [verdict(i) for i in range(30)]
+    for n in range(1, 31):
+        assert not run(history[:n])[0]
