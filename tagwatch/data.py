@@ -107,6 +107,8 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 _NUMERIC_ID = re.compile(r"[0-9]+")
 _HASH_ID = re.compile(r"h:[0-9a-f]{16}")
+# Questions that came through the service: "r:" + the request id (a retrain's hold-out becomes a reference sample).
+_REQUEST_ID = re.compile(r"r:[0-9a-f]{32}")
 _SCORE = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
 _MIN_DATE = datetime.min.replace(tzinfo=UTC)
 
@@ -198,7 +200,7 @@ def _parse_id(raw: str, *, allow_hash: bool) -> str:
         raise RowRejected(MISSING_ID)
     if _NUMERIC_ID.fullmatch(raw):
         return str(int(raw))  # canonical: no leading zeros
-    if allow_hash and _HASH_ID.fullmatch(raw):
+    if allow_hash and (_HASH_ID.fullmatch(raw) or _REQUEST_ID.fullmatch(raw)):
         return raw
     raise RowRejected(BAD_ID, repr(raw))
 
