@@ -58,8 +58,12 @@ def bench_inprocess(model: Any, questions: list[Any], repeats: int = 3) -> dict[
 
     transform = per_call(model.transform)
     predict = per_call(model.predict)
-    return {"n_tags": len(model.tags), "transform_ms": transform * 1e3, "predict_ms": predict * 1e3,
-            "ratio": predict / transform}
+    return {
+        "n_tags": len(model.tags),
+        "transform_ms": transform * 1e3,
+        "predict_ms": predict * 1e3,
+        "ratio": predict / transform,
+    }
 
 
 def _free_port() -> int:
@@ -119,8 +123,12 @@ async def _load(url: str, payloads: list[dict[str, str]], concurrency: int) -> d
 
 
 def _serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "tagwatch.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tagwatch.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -186,12 +194,15 @@ def main() -> None:
 
     settings = Settings()
     model = _champion(settings)
-    questions = load_data(settings.data_path)[-args.requests:]
+    questions = load_data(settings.data_path)[-args.requests :]
     inproc = bench_inprocess(model, questions)
     print(f"in-process: {inproc}", flush=True)
     http = bench_http(questions, n_requests=args.requests, concurrency=args.concurrency, rounds=args.rounds)
-    print(f"http: ratio {http['throughput_ratio']:.3f}, rows {http['rows_in_database']} / answered "
-          f"{http['requests_answered_with_logging']}", flush=True)
+    print(
+        f"http: ratio {http['throughput_ratio']:.3f}, rows {http['rows_in_database']} / answered "
+        f"{http['requests_answered_with_logging']}",
+        flush=True,
+    )
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -224,8 +235,10 @@ def _markdown(r: dict[str, Any]) -> str:
     ]
     for mode, runs in h["runs"].items():
         for i, run in enumerate(runs, 1):
-            lines.append(f"| {mode} | {i} | {run['requests']} | {run['ok']} | {run['requests_per_second']:.0f} | "
-                         f"{run['p50_ms']:.1f} ms | {run['p99_ms']:.1f} ms |")
+            lines.append(
+                f"| {mode} | {i} | {run['requests']} | {run['ok']} | {run['requests_per_second']:.0f} | "
+                f"{run['p50_ms']:.1f} ms | {run['p99_ms']:.1f} ms |"
+            )
     lines += [
         "",
         f"Throughput ratio, logging on / off (best runs): **{h['throughput_ratio']:.3f}** (target >= 0.9).",

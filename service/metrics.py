@@ -29,9 +29,7 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.predictions = Counter(
-            "tagwatch_predictions_total", "Questions the model predicted tags for.", registry=r
-        )
+        self.predictions = Counter("tagwatch_predictions_total", "Questions the model predicted tags for.", registry=r)
         self.predicted_tags = Counter(
             "tagwatch_predicted_tags_total",
             "Tags suggested, by tag (the most frequent tags of the model by name, the rest as 'other').",
@@ -51,7 +49,9 @@ class ServiceMetrics:
             registry=r,
         )
         self.feedback = Counter(
-            "tagwatch_feedback_total", "Feedback records accepted (true tags of a logged request).", registry=r
+            "tagwatch_feedback_total",
+            "Feedback records accepted (true tags of a logged request).",
+            registry=r,
         )
         self.model_info = Gauge(
             "tagwatch_model_info",

@@ -57,7 +57,12 @@ class ModelHolder:
     def check_and_reload(self) -> bool:
         """Load the champion if it is not the one being served. True when a new model was swapped in."""
         with self._lock:
-            version = self._source.champion_version()
+            try:
+                version = self._source.champion_version()
+            except Exception:
+                # The registry briefly unreachable: keep serving what we have, try again next interval.
+                log.warning("could not read the champion alias", exc_info=True)
+                return False
             current = self._current
             if version is None or (current is not None and current.version == version):
                 return False
@@ -65,8 +70,11 @@ class ModelHolder:
                 loaded = self._load(version)
             except Exception:
                 self._metrics.model_reloads.labels(result="failure").inc()
-                log.exception("loading model version %s failed; still serving %s", version,
-                              current.version if current else "nothing")
+                log.exception(
+                    "loading model version %s failed; still serving %s",
+                    version,
+                    current.version if current else "nothing",
+                )
                 return False
             self._current = loaded  # the swap: one reference assignment
             if current is not None:
@@ -74,8 +82,12 @@ class ModelHolder:
             self._metrics.model_info.labels(version=loaded.version, name=self._model_name).set(1)
             self._metrics.model_loaded_timestamp.set(time.time())
             self._metrics.model_reloads.labels(result="success").inc()
-            log.info("serving model %s version %s (was %s)", self._model_name, version,
-                     current.version if current else "none")
+            log.info(
+                "serving model %s version %s (was %s)",
+                self._model_name,
+                version,
+                current.version if current else "none",
+            )
             return True
 
     def _load(self, version: str) -> LoadedModel:

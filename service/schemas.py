@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 MAX_TITLE_CHARS = 300
 MAX_BODY_CHARS = 60_000  # the longest real body in the bundled data is ~38k characters
@@ -29,8 +29,15 @@ Title = Annotated[
     AfterValidator(_no_nul),
 ]
 Body = Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS), AfterValidator(_no_nul)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=TAG_PATTERN)]
-RequestId = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=REQUEST_ID_PATTERN)]
+
+
+def _normalized(value: object) -> object:
+    # Before the pattern check: "Python " is the tag python.
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Tag = Annotated[str, BeforeValidator(_normalized), StringConstraints(pattern=TAG_PATTERN)]
+RequestId = Annotated[str, BeforeValidator(_normalized), StringConstraints(pattern=REQUEST_ID_PATTERN)]
 
 
 class _Strict(BaseModel):

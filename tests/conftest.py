@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from tagwatch.model import TagModel
 
 from tagwatch.data import Question
-from tagwatch.model import TagModel
 from tagwatch.settings import Settings
 from tests.support import SMALL_MODEL_TAGS
 

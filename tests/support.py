@@ -31,5 +31,8 @@ class InMemorySource:
     def version_info(self, version: str) -> object:
         from types import SimpleNamespace
 
-        return SimpleNamespace(data_window={"n_questions": 1}, metrics={"holdout_random.micro_f1": 0.5},
-                               params={"top_n": SMALL_MODEL_TAGS})
+        return SimpleNamespace(
+            data_window={"n_questions": 1},
+            metrics={"holdout_random.micro_f1": 0.5},
+            params={"top_n": SMALL_MODEL_TAGS},
+        )
