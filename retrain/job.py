@@ -55,7 +55,7 @@ def data_window(questions: Sequence[Question]) -> dict[str, Any]:
 
 
 def reference_sample(questions: Sequence[Question], *, size: int, seed: int) -> list[Question]:
-    """A seeded random sample of the training questions: what drift is measured against."""
+    """A seeded random sample of ``questions`` (at most ``size``)."""
     if len(questions) <= size:
         return list(questions)
     return random.Random(seed).sample(list(questions), size)
@@ -96,7 +96,9 @@ def train_and_register(
         params=model.params,
         metrics=metrics,
         data_window=window,
-        reference=reference_sample(splits.train, size=REFERENCE_SAMPLE_SIZE, seed=settings.seed),
+        # The drift reference: questions of the training period the model did not fit on (its random hold-out), so
+        # predictions and scores on it are what the model does on unseen questions of its own period.
+        reference=reference_sample(splits.random_holdout, size=REFERENCE_SAMPLE_SIZE, seed=settings.seed),
         holdout_ids={
             "random": [q.id for q in splits.random_holdout],
             "time": [q.id for q in splits.time_holdout],
@@ -106,5 +108,10 @@ def train_and_register(
     champion = make_champion if make_champion is not None else registry.champion_version() is None
     if champion:
         registry.promote(version)
-    return TrainingRun(version=version, champion=champion, metrics=metrics, data_window=window,
-                       seconds=time.perf_counter() - start)
+    return TrainingRun(
+        version=version,
+        champion=champion,
+        metrics=metrics,
+        data_window=window,
+        seconds=time.perf_counter() - start,
+    )

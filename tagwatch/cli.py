@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -126,7 +127,6 @@ def evaluate(
     """Score a registered model (default: the champion) again on both of its hold-outs."""
     _setup_logging()
     from retrain.evaluate import evaluate as evaluate_model
-
     from retrain.job import load_data
     from tagwatch.registry import Registry
 
@@ -230,14 +230,116 @@ def replay(
 
 
 @app.command()
+def monitor(
+    interval: Annotated[
+        float | None, typer.Option(min=1.0, help="Seconds between runs (default: TAGWATCH_MONITOR_INTERVAL_SECONDS).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface for the monitor's /metrics.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port for the monitor's /metrics (0: none).")] = None,
+) -> None:
+    """Run the drift monitor on a schedule (APScheduler) and expose its metrics, until interrupted."""
+    _setup_logging()
+    from monitor.scheduler import build_monitor, serve_metrics, start_scheduler
+
+    settings = get_settings()
+    mon = build_monitor(settings)
+    metrics_port = settings.monitor_port if port is None else port
+    if metrics_port:
+        serve_metrics(mon, host=host or settings.monitor_host, port=metrics_port)
+    scheduler = start_scheduler(mon, interval_seconds=interval or settings.monitor_interval_seconds, background=False)
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        scheduler.start()
+
+
+@app.command("drift-check")
+def drift_check(
+    as_json: JsonOpt = False,
+    no_retrain: Annotated[bool, typer.Option("--no-retrain", help="Measure and decide, but start no retrain.")] = False,
+) -> None:
+    """Run the drift monitor once on the current window and print its summary."""
+    _setup_logging()
+    from monitor.scheduler import build_monitor
+
+    outcome = build_monitor(get_settings()).run_once(allow_retrain=not no_retrain)
+    result = outcome.to_dict()
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    else:
+        typer.echo(f"run {result['run_id']}: {result['status']} (model {result['model_version']})")
+        for kind, k in result["kinds"].items():
+            flag = "CONFIRMED" if k["confirmed"] else ("detected" if k["detected"] else "-")
+            typer.echo(f"  {kind:<8} score {k['score']} threshold {k['threshold']} {flag}")
+        typer.echo("  decision: " + "; ".join(result["decision"]["reasons"]))
+        if result["report"]:
+            typer.echo(f"  report: {get_settings().reports_dir / result['report']}")
+    if outcome.status == "failed":
+        raise typer.Exit(1)
+
+
+@app.command("retrain")
+def retrain_cmd(as_json: JsonOpt = False) -> None:
+    """Train a challenger on recent labelled requests now; promote it only if it beats the champion."""
+    _setup_logging()
+    from monitor.job import as_question, retrain_config_from
+    from retrain.promote import retrain
+    from tagwatch.db import fetch_requests, make_engine
+    from tagwatch.registry import Registry
+
+    settings = get_settings()
+    engine = make_engine(settings.db_url)
+    labelled = fetch_requests(engine, with_feedback=True, limit=settings.retrain_window)
+    registry = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
+    outcome = retrain(
+        registry,
+        [as_question(r) for r in labelled],
+        config=retrain_config_from(settings),
+        top_n=settings.top_n_tags,
+        max_tags=settings.max_tags,
+        seed=settings.seed,
+        trigger="manual",
+    )
+    if as_json:
+        typer.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
+    else:
+        typer.echo(
+            f"retrain: {outcome.result}; challenger {outcome.challenger_version}, champion "
+            f"{outcome.champion_version}" + (f"; {outcome.error}" if outcome.error else "")
+        )
+        if outcome.comparison:
+            typer.echo("  " + "; ".join(outcome.comparison["reasons"]))
+    if outcome.result == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def rollback() -> None:
+    """Make the previous champion the champion again (the service follows within its reload interval)."""
+    _setup_logging()
+    from retrain.promote import rollback as do_rollback
+    from tagwatch.registry import Registry
+
+    settings = get_settings()
+    try:
+        old, new = do_rollback(Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name))
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"champion {old} -> {new} (previous is now {old})")
+
+
+@app.command()
 def migrate() -> None:
-    """Create or upgrade the request-log database schema (Alembic)."""
+    """Create or upgrade the request-log database (Alembic) and the model registry's store."""
     _setup_logging()
     from tagwatch.db import upgrade_database
+    from tagwatch.registry import Registry
 
     settings = get_settings()
     upgrade_database(settings.db_url)
     typer.echo(f"database at head: {_redact(settings.db_url)}")
+    # The registry store creates its tables on first use: do it here, once, not in several processes at once.
+    Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name).champion_version()
+    typer.echo(f"registry ready: {_redact(settings.tracking_url)}")
 
 
 @app.command()

@@ -19,6 +19,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
+    Integer,
     DateTime,
     Dialect,
     Engine,
@@ -124,6 +126,42 @@ class Feedback(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     request: Mapped[PredictionRequest] = relationship(back_populates="feedback")
+
+
+class DriftRun(Base):
+    """One monitor run: the window it looked at, every score, threshold and decision, and what followed."""
+
+    __tablename__ = "drift_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # 'ok' | 'skipped' (window too small) | 'failed'
+    status: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    window_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    window_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    n_current: Mapped[int] = mapped_column(Integer, default=0)
+    n_labelled: Mapped[int] = mapped_column(Integer, default=0)
+    data_score: Mapped[float | None] = mapped_column(Float)
+    data_threshold: Mapped[float | None] = mapped_column(Float)
+    data_detected: Mapped[bool] = mapped_column(Boolean, default=False)
+    concept_score: Mapped[float | None] = mapped_column(Float)
+    concept_threshold: Mapped[float | None] = mapped_column(Float)
+    concept_detected: Mapped[bool] = mapped_column(Boolean, default=False)
+    feature_score: Mapped[float | None] = mapped_column(Float)
+    feature_threshold: Mapped[float | None] = mapped_column(Float)
+    feature_detected: Mapped[bool] = mapped_column(Boolean, default=False)
+    # {"data": bool, "concept": bool, "feature": bool}: confirmed by the policy (N consecutive windows)
+    confirmed: Mapped[dict[str, bool]] = mapped_column(JSONType, default=dict)
+    retrain_triggered: Mapped[bool] = mapped_column(Boolean, default=False)
+    reasons: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # The retrain that followed, if any: challenger version, metrics, promoted or not, why.
+    retrain: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    report_path: Mapped[str | None] = mapped_column(String(512))
+    # The whole detection result (monitor.detect.DriftResult.to_dict()).
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 @dataclass(frozen=True, slots=True)

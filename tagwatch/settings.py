@@ -46,6 +46,35 @@ class Settings(BaseSettings):
     log_batch_size: int = Field(default=2_000, ge=1)
     log_enabled: bool = True
 
+    # Monitor: schedule and window
+    monitor_interval_seconds: float = Field(default=300.0, gt=0)
+    monitor_host: str = "127.0.0.1"
+    monitor_port: int = Field(default=9108, ge=0, le=65535)
+    # The window: the newest `window_size` requests, within the last `window_seconds` when set.
+    window_size: int = Field(default=1_000, ge=10)
+    window_seconds: float | None = Field(default=None, gt=0)
+    # Windows smaller than this are skipped (not measured).
+    min_window: int = Field(default=200, ge=1)
+    # Detection thresholds and minimum sizes (see monitor.detect.Thresholds for all of them)
+    drift_text_auc: float = Field(default=0.6, ge=0.5, lt=1.0)
+    drift_f1_drop: float = Field(default=0.1, gt=0, le=1)
+    drift_emerging_share: float = Field(default=0.05, gt=0, le=1)
+    drift_importance_drop: float = Field(default=0.4, gt=0, le=2)
+    drift_min_current: int = Field(default=300, ge=1)
+    drift_min_feedback: int = Field(default=100, ge=1)
+    # Policy
+    drift_confirmations: int = Field(default=2, ge=1)
+    retrain_cooldown_windows: int = Field(default=3, ge=0)
+    retrain_cooldown_seconds: float = Field(default=0.0, ge=0)
+    auto_retrain: bool = True
+    # Retrain and promotion
+    retrain_window: int = Field(default=4_000, ge=100)
+    retrain_min_labelled: int = Field(default=300, ge=50)
+    retrain_holdout_fraction: float = Field(default=0.25, gt=0, lt=1)
+    retrain_reference_ratio: float = Field(default=0.5, ge=0)
+    promotion_min_improvement: float = Field(default=0.01, ge=0)
+    promotion_max_tag_regression: float = Field(default=0.15, ge=0, le=1)
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
         self.home = self.home.expanduser()

@@ -6,13 +6,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from tagwatch.model import TagModel
 
 from tagwatch.data import Question
+from tagwatch.model import TagModel
 from tagwatch.settings import Settings
 from tests.support import SMALL_MODEL_TAGS
 
@@ -102,3 +103,24 @@ def small_model(small_training_set: list[Question]) -> TagModel:
     from retrain.train import train_model
 
     return train_model(small_training_set, top_n=SMALL_MODEL_TAGS, max_tags=5, seed=7)
+
+
+@pytest.fixture
+def registry_with_champion(settings: Settings, small_model: TagModel, small_training_set: list[Question]) -> Any:
+    """A real (SQLite) MLflow registry whose champion is the small model, with hold-out metrics and a reference."""
+    import copy
+
+    from retrain.evaluate import evaluate
+    from tagwatch.registry import Registry
+
+    registry = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
+    holdout = small_training_set[:600]
+    version = registry.register(
+        copy.copy(small_model),
+        params=small_model.params,
+        metrics={"holdout_random": evaluate(small_model, holdout)},
+        data_window={"n_questions": len(small_training_set)},
+        reference=holdout,
+    )
+    registry.promote(version)
+    return registry

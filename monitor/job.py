@@ -1,0 +1,368 @@
+"""One monitor run: the window from the request log against the champion's reference, then the policy.
+
+window -> detect (monitor.detect) -> HTML report (monitor.report) -> drift_runs row -> gauges -> policy
+(monitor.policy) -> maybe a retrain (retrain.promote). ``Monitor`` keeps what does not change between runs of one
+champion (the loaded model, its prepared reference) and reloads it when the champion alias moves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from monitor.metrics import KINDS, MonitorMetrics
+from monitor.policy import Policy, WindowVerdict, decide
+from tagwatch.data import Question
+from tagwatch.db import DriftRun, LoggedRequest, fetch_requests
+from tagwatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HISTORY_RUNS = 50
+
+
+@dataclass
+class RunOutcome:
+    id: int | None
+    status: str  # ok | skipped | failed
+    started_at: datetime
+    model_version: str | None
+    summary: dict[str, Any] | None = None
+    confirmed: dict[str, bool] = field(default_factory=dict)
+    retrain_triggered: bool = False
+    reasons: list[str] = field(default_factory=list)
+    retrain: dict[str, Any] | None = None
+    report_path: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        kinds = (self.summary or {}).get("kinds", {})
+        return {
+            "run_id": self.id,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "model_version": self.model_version,
+            "kinds": {
+                k: {
+                    "score": kinds.get(k, {}).get("score"),
+                    "threshold": kinds.get(k, {}).get("threshold"),
+                    "detected": kinds.get(k, {}).get("detected", False),
+                    "confirmed": self.confirmed.get(k, False),
+                    "enough_data": kinds.get(k, {}).get("enough_data", False),
+                    "reasons": kinds.get(k, {}).get("reasons", []),
+                }
+                for k in KINDS
+            },
+            "decision": {"retrain": self.retrain_triggered, "reasons": self.reasons},
+            "label_free": (self.summary or {}).get("label_free"),
+            "emerging_tags": (self.summary or {}).get("emerging_tags", []),
+            "characteristic_words": (self.summary or {}).get("characteristic_words"),
+            "sizes": (self.summary or {}).get("sizes"),
+            "retrain": self.retrain,
+            "report": self.report_path,
+            "error": self.error,
+        }
+
+
+def thresholds_from(settings: Settings) -> Any:
+    from monitor.detect import Thresholds
+
+    return Thresholds(
+        text_auc=settings.drift_text_auc,
+        f1_drop=settings.drift_f1_drop,
+        emerging_share=settings.drift_emerging_share,
+        importance_drop=settings.drift_importance_drop,
+        min_current=settings.drift_min_current,
+        min_feedback=settings.drift_min_feedback,
+    )
+
+
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
+        confirmations=settings.drift_confirmations,
+        cooldown_windows=settings.retrain_cooldown_windows,
+        cooldown_seconds=settings.retrain_cooldown_seconds,
+        min_labelled=settings.retrain_min_labelled,
+    )
+
+
+def retrain_config_from(settings: Settings) -> Any:
+    from retrain.promote import RetrainConfig
+
+    return RetrainConfig(
+        window=settings.retrain_window,
+        min_labelled=settings.retrain_min_labelled,
+        holdout_fraction=settings.retrain_holdout_fraction,
+        reference_ratio=settings.retrain_reference_ratio,
+        min_improvement=settings.promotion_min_improvement,
+        max_tag_regression=settings.promotion_max_tag_regression,
+    )
+
+
+def as_question(row: LoggedRequest) -> Question:
+    """A logged request as a question (id ``r:<request id>``); its feedback (if any) as the true tags."""
+    return Question(
+        id=f"r:{row.id}",
+        created_at=row.created_at,
+        title=row.title,
+        body=row.body,
+        body_format=row.body_format or "none",
+        tags=tuple(row.feedback_tags or ()),
+    )
+
+
+@dataclass
+class _Champion:
+    version: str
+    model: Any
+    reference: Any  # monitor.detect.Prepared
+    baseline: Any  # monitor.detect.Baseline
+
+
+class Monitor:
+    """The monitor job with its long-lived parts. ``run_once`` is safe to call from a scheduler thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine,
+        registry: Any,
+        metrics: MonitorMetrics | None = None,
+        retrain_enabled: bool | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.registry = registry
+        self.metrics = metrics or MonitorMetrics()
+        self.thresholds = thresholds_from(settings)
+        self.policy = policy_from(settings)
+        self.retrain_enabled = settings.auto_retrain if retrain_enabled is None else retrain_enabled
+        self._champion: _Champion | None = None
+        self._lock = threading.Lock()
+
+    # --- champion -------------------------------------------------------------------------------------------
+    def _load_champion(self, version: str) -> _Champion:
+        if self._champion is not None and self._champion.version == version:
+            return self._champion
+        from monitor.detect import Baseline, DriftInput, prepare
+
+        model = self.registry.load_model(version)
+        info = self.registry.version_info(version)
+        reference = self.registry.load_reference(version)
+        holdouts = info.metrics
+        baseline_metrics = holdouts.get("holdout_random") or holdouts.get("holdout_recent")
+        if baseline_metrics is None:
+            raise ValueError(f"model version {version} has no hold-out metrics to compare feedback with")
+        prepared = prepare(
+            DriftInput(questions=reference, true_tags=[q.tags for q in reference]),
+            model,
+            self.thresholds,
+            role="reference",
+            seed=self.settings.seed,
+        )
+        self._champion = _Champion(version, model, prepared, Baseline.from_metrics(baseline_metrics))
+        self.metrics.champion_info.clear()
+        self.metrics.champion_info.labels(version).set(1)
+        self.metrics.baseline_micro_f1.set(float(baseline_metrics["micro_f1"]))
+        return self._champion
+
+    # --- history --------------------------------------------------------------------------------------------
+    def history(self, limit: int = HISTORY_RUNS) -> list[DriftRun]:
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(DriftRun).order_by(DriftRun.started_at.desc(), DriftRun.id.desc()).limit(limit)
+            ).all()
+            session.expunge_all()
+        return list(reversed(rows))
+
+    @staticmethod
+    def _verdict(run: DriftRun) -> WindowVerdict:
+        kinds = (run.summary or {}).get("kinds", {})
+        return WindowVerdict(
+            at=run.started_at,
+            model_version=run.model_version or "",
+            detected={k: bool(getattr(run, f"{k}_detected")) for k in KINDS},
+            enough_data={k: bool(kinds.get(k, {}).get("enough_data", False)) for k in KINDS},
+            retrain_started=run.retrain_triggered,
+        )
+
+    # --- the run --------------------------------------------------------------------------------------------
+    def run_once(self, *, now: datetime | None = None, allow_retrain: bool = True) -> RunOutcome:
+        with self._lock:
+            return self._run(now or datetime.now(UTC), allow_retrain=allow_retrain)
+
+    def _run(self, now: datetime, *, allow_retrain: bool) -> RunOutcome:
+        started = time.perf_counter()
+        version = self.registry.champion_version()
+        outcome = RunOutcome(id=None, status="skipped", started_at=now, model_version=version)
+        try:
+            if version is None:
+                outcome.reasons = ["no champion in the registry"]
+                return self._finish(outcome, started)
+            champion = self._load_champion(version)
+            since = now - timedelta(seconds=self.settings.window_seconds) if self.settings.window_seconds else None
+            rows = fetch_requests(
+                self.engine, since=since, until=now + timedelta(microseconds=1), limit=self.settings.window_size
+            )
+            if len(rows) < self.settings.min_window:
+                outcome.reasons = [f"window too small: {len(rows)} < {self.settings.min_window} requests"]
+                return self._finish(outcome, started, window=rows)
+            outcome.summary, outcome.report_path = self._detect(champion, rows, now)
+            history = [self._verdict(r) for r in self.history() if r.status == "ok"]
+            current = WindowVerdict(
+                at=now,
+                model_version=version,
+                detected={k: outcome.summary["kinds"][k]["detected"] for k in KINDS},
+                enough_data={k: outcome.summary["kinds"][k]["enough_data"] for k in KINDS},
+            )
+            last_retrain = next((v.at for v in reversed(history) if v.retrain_started), None)
+            labelled = fetch_requests(
+                self.engine,
+                until=now + timedelta(microseconds=1),
+                with_feedback=True,
+                limit=self.settings.retrain_window,
+            )
+            decision = decide(
+                [*history, current],
+                policy=self.policy,
+                now=now,
+                last_retrain_at=last_retrain,
+                labelled_available=len(labelled),
+            )
+            outcome.status = "ok"
+            outcome.confirmed = decision.confirmed
+            outcome.reasons = decision.reasons
+            if decision.retrain and not (allow_retrain and self.retrain_enabled):
+                outcome.reasons.append("auto-retrain is off: not started")
+            elif decision.retrain:
+                outcome.retrain_triggered = True
+                outcome.retrain = self._retrain(
+                    labelled, trigger="drift: " + ", ".join(k for k in KINDS if decision.confirmed[k])
+                )
+            return self._finish(outcome, started, window=rows)
+        except Exception as exc:
+            log.exception("monitor run failed")
+            outcome.status = "failed"
+            outcome.error = f"{type(exc).__name__}: {exc}"
+            return self._finish(outcome, started)
+
+    def _detect(self, champion: _Champion, rows: list[LoggedRequest], now: datetime) -> tuple[dict[str, Any], str]:
+        from monitor.detect import DriftInput, detect_drift
+        from monitor.report import report_filename, write_report
+
+        questions = [as_question(r) for r in rows]
+        current = DriftInput(questions=questions, true_tags=[r.feedback_tags for r in rows])
+        result = detect_drift(
+            champion.reference, current, champion.model, champion.baseline, self.thresholds, seed=self.settings.seed
+        )
+        path = write_report(result, self.settings.reports_dir / report_filename(now))
+        summary = result.to_dict()
+        self._set_gauges(summary)
+        return summary, path.name
+
+    def _retrain(self, labelled: list[LoggedRequest], *, trigger: str) -> dict[str, Any]:
+        from retrain.promote import retrain
+
+        start = time.perf_counter()
+        outcome = retrain(
+            self.registry,
+            [as_question(r) for r in labelled],
+            config=retrain_config_from(self.settings),
+            top_n=self.settings.top_n_tags,
+            max_tags=self.settings.max_tags,
+            seed=self.settings.seed,
+            trigger=trigger,
+        )
+        self.metrics.retrains.labels(outcome.result).inc()
+        self.metrics.retrain_duration.observe(time.perf_counter() - start)
+        self.metrics.last_retrain.set(time.time())
+        return outcome.to_dict()
+
+    def _set_gauges(self, summary: dict[str, Any]) -> None:
+        m = self.metrics
+        for kind in KINDS:
+            k = summary["kinds"][kind]
+            if k["score"] is not None:
+                m.drift_score.labels(kind).set(k["score"])
+            m.drift_threshold.labels(kind).set(k["threshold"])
+            m.drift_detected.labels(kind).set(1 if k["detected"] else 0)
+        concept = summary["kinds"]["concept"]["details"]
+        f1 = (concept.get("observed") or {}).get("micro_f1")
+        if isinstance(f1, int | float):
+            m.feedback_micro_f1.set(f1)
+        share = (concept.get("signals") or {}).get("emerging_share", {}).get("value")
+        if isinstance(share, int | float):
+            m.emerging_tag_share.set(share)
+        expected = (summary.get("label_free") or {}).get("current") or {}
+        if isinstance(expected.get("micro_f1"), int | float):
+            m.estimated_micro_f1.set(expected["micro_f1"])
+        sizes = summary.get("sizes", {})
+        m.window_questions.labels("all").set(sizes.get("current", 0))
+        m.window_questions.labels("labelled").set(sizes.get("feedback", 0))
+
+    def _finish(self, outcome: RunOutcome, started: float, *, window: list[LoggedRequest] | None = None) -> RunOutcome:
+        kinds = (outcome.summary or {}).get("kinds", {})
+        row = DriftRun(
+            started_at=outcome.started_at,
+            finished_at=datetime.now(UTC),
+            status=outcome.status,
+            model_version=outcome.model_version,
+            window_since=window[0].created_at if window else None,
+            window_until=window[-1].created_at if window else None,
+            n_current=len(window or []),
+            n_labelled=sum(1 for r in window or [] if r.feedback_tags is not None),
+            confirmed=outcome.confirmed or dict.fromkeys(KINDS, False),
+            retrain_triggered=outcome.retrain_triggered,
+            reasons=outcome.reasons,
+            retrain=outcome.retrain,
+            report_path=outcome.report_path,
+            summary=outcome.summary,
+            error=outcome.error,
+            **{
+                f"{k}_{f}": kinds.get(k, {}).get(f, False if f == "detected" else None)
+                for k in KINDS
+                for f in ("score", "threshold", "detected")
+            },
+        )
+        try:
+            with Session(self.engine) as session:
+                session.add(row)
+                session.commit()
+                outcome.id = row.id
+        except Exception:
+            log.exception("could not store the drift run")
+            outcome.status = "failed"
+        for kind in KINDS:
+            self.metrics.drift_confirmed.labels(kind).set(1 if outcome.confirmed.get(kind) else 0)
+        self.metrics.runs.labels(outcome.status).inc()
+        if outcome.status == "ok":
+            self.metrics.run_duration.observe(time.perf_counter() - started)
+            self.metrics.last_success.set(time.time())
+        if outcome.status != "failed":
+            self._write_index()
+        log.info("monitor run %s: %s; %s", outcome.id, outcome.status, "; ".join(outcome.reasons))
+        return outcome
+
+    def _write_index(self) -> None:
+        from monitor.report import RunEntry, write_index
+
+        entries = []
+        for run in self.history(limit=500):
+            if run.summary is None:
+                continue
+            decision = "retrain" if run.retrain_triggered else ("; ".join(run.reasons[-1:]) or None)
+            if run.retrain:
+                decision = f"retrain: {run.retrain.get('result')} (challenger {run.retrain.get('challenger_version')})"
+            entries.append(
+                RunEntry(started_at=run.started_at, result=run.summary, report=run.report_path, decision=decision)
+            )
+        write_index(entries, self.settings.reports_dir)
+

@@ -1,0 +1,325 @@
+"""The embedded end-to-end loop on one machine: train, serve, replay, monitor, detect, retrain, promote.
+
+No Docker: SQLite for the request log and the registry, the service in a thread (uvicorn on loopback), the monitor
+job on an in-process APScheduler scheduler, and a replayed stream of real questions: first a stable stretch from the
+training period's own distribution, then the questions of later years, where the topics really move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tagwatch.data import Question
+from tagwatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MARKER = ".tagwatch-demo"
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    train_until: datetime = datetime(2018, 5, 1, tzinfo=UTC)
+    drift_since: datetime = datetime(2019, 1, 1, tzinfo=UTC)
+    window: int = 500
+    stable_windows: int = 4
+    drift_windows: int = 10
+    feedback_share: float = 0.8
+    concurrency: int = 8
+
+
+@dataclass
+class TimelineRow:
+    window: int
+    phase: str
+    period: str
+    requests: int
+    served_version: str
+    f1_served: float
+    f1_frozen: float
+    scores: dict[str, float | None]
+    detected: list[str]
+    confirmed: list[str]
+    decision: str
+    retrain: str | None
+    report: str | None
+
+
+@dataclass
+class DemoResult:
+    timeline: list[TimelineRow] = field(default_factory=list)
+    plot: Path | None = None
+    reports_index: Path | None = None
+    seconds: float = 0.0
+
+
+def split_stream(
+    questions: Sequence[Question], plan: DemoPlan
+) -> tuple[list[Question], list[Question], list[Question]]:
+    """(training questions, stable stream, drifted stream), each in time order."""
+    train = [q for q in questions if q.created_at is None or q.created_at < plan.train_until]
+    stable = [q for q in questions if q.created_at is not None and plan.train_until <= q.created_at < plan.drift_since]
+    drift = [q for q in questions if q.created_at is not None and q.created_at >= plan.drift_since]
+    return train, stable[: plan.window * plan.stable_windows], drift[: plan.window * plan.drift_windows]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _prepare_home(home: Path) -> None:
+    """Start from an empty demo home; refuse to wipe a folder the demo did not make."""
+    if home.exists() and any(home.iterdir()):
+        if not (home / MARKER).exists():
+            raise SystemExit(f"{home} is not empty and was not made by the demo; set TAGWATCH_HOME elsewhere")
+        shutil.rmtree(home)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / MARKER).write_text("made by `tagwatch demo`; removed and made again by the next run\n")
+
+
+class _Server:
+    """The real service (uvicorn) in a thread on a free loopback port."""
+
+    def __init__(self, settings: Settings) -> None:
+        import uvicorn
+
+        from service.app import create_app
+
+        self.port = _free_port()
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="tagwatch-service", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> _Server:
+        import httpx
+
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the service did not become ready")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+
+
+def _wait_for_rows(engine: Any, expected_requests: int, expected_feedback: int, timeout: float = 30) -> None:
+    from tagwatch.db import count_rows
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = count_rows(engine)
+        if rows["prediction_requests"] >= expected_requests and rows["feedback"] >= expected_feedback:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"request log has {count_rows(engine)}, expected {expected_requests} requests")
+
+
+def run_demo(settings: Settings, plan: DemoPlan | None = None, *, echo: Callable[[str], None] = print) -> DemoResult:
+    """Run the whole loop; returns the timeline and writes the plot and reports under ``settings.home``."""
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
+
+    from monitor.job import Monitor
+    from monitor.scheduler import start_scheduler
+    from retrain.job import load_data, train_and_register
+    from retrain.promote import holdout_scores
+    from tagwatch.db import make_engine
+    from tagwatch.registry import Registry
+    from tagwatch.replay import replay
+
+    plan = plan or DemoPlan()
+    started = time.perf_counter()
+    _prepare_home(settings.home)
+    questions = load_data(settings.data_path)
+    train, stable, drift = split_stream(questions, plan)
+    echo(f"[1/4] training the first model on {len(train)} questions created before {plan.train_until:%Y-%m-%d} ...")
+    run = train_and_register(settings, train, trigger="demo: initial")
+    echo(
+        f"      version {run.version} is champion after {run.seconds:.0f} s; micro-F1 "
+        f"{run.metrics['holdout_random']['micro_f1']:.3f} (random hold-out), "
+        f"{run.metrics['holdout_time']['micro_f1']:.3f} (time hold-out)"
+    )
+    registry = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
+    frozen = registry.load_model(run.version)
+    models: dict[str, Any] = {run.version: frozen}
+    engine = make_engine(settings.db_url)
+    result = DemoResult()
+    windows = [("stable", stable[i : i + plan.window]) for i in range(0, len(stable), plan.window)]
+    windows += [("drift", drift[i : i + plan.window]) for i in range(0, len(drift), plan.window)]
+    windows = [(phase, w) for phase, w in windows if len(w) == plan.window]
+    echo(
+        f"[2/4] serving on SQLite; replaying {len(windows)} windows of {plan.window} real questions "
+        f"({sum(p == 'stable' for p, _ in windows)} stable from {plan.train_until:%Y-%m}, then later years), "
+        f"feedback for {plan.feedback_share:.0%} of them"
+    )
+    with _Server(settings) as server:
+        monitor = Monitor(settings, engine=engine, registry=registry)
+        scheduler = start_scheduler(monitor, interval_seconds=24 * 3600, background=True, first_run_now=False)
+        done = threading.Event()
+        outcomes: list[Any] = []
+        scheduler.add_listener(lambda event: done.set(), EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+        scheduler.modify_job("drift-check", func=lambda: outcomes.append(monitor.run_once()))
+        scheduler.start()
+        try:
+            sent = fed = 0
+            echo(
+                "[3/4] window  phase   period                   served  F1 served  F1 frozen  data  concept  "
+                "feature  decision"
+            )
+            for k, (phase, window) in enumerate(windows):
+                served = registry.champion_version() or "?"
+                # The service reloads within its interval; wait until it serves the champion.
+                _wait_for_version(server.url, served)
+                summary = asyncio.run(
+                    replay(
+                        window, url=server.url, concurrency=plan.concurrency, feedback_share=plan.feedback_share, seed=k
+                    )
+                )
+                sent += summary.answered
+                fed += summary.feedback_ok
+                _wait_for_rows(engine, sent, fed)
+                # One run of the scheduled monitor job, now (as the interval trigger would fire it).
+                done.clear()
+                scheduler.modify_job("drift-check", next_run_time=datetime.now(UTC))
+                if not done.wait(timeout=900):
+                    raise RuntimeError("the monitor job did not finish")
+                outcome = outcomes[-1]
+                if served not in models:
+                    models[served] = registry.load_model(served)
+                truth = [q.tags for q in window]
+                f1_served = holdout_scores([[t for t, _ in p] for p in models[served].predict(window)], truth).micro_f1
+                f1_frozen = holdout_scores([[t for t, _ in p] for p in frozen.predict(window)], truth).micro_f1
+                row = _row(k, phase, window, served, f1_served, f1_frozen, outcome)
+                result.timeline.append(row)
+                echo(_format_row(row))
+        finally:
+            scheduler.shutdown(wait=True)
+    echo("[4/4] writing the plot")
+    result.plot = plot_timeline(result.timeline, settings.home / "demo-timeline.png")
+    result.reports_index = settings.reports_dir / "index.html"
+    result.seconds = time.perf_counter() - started
+    engine.dispose()
+    return result
+
+
+def _wait_for_version(url: str, version: str, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/model", timeout=5).json().get("version") == version:
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the service did not switch to version {version}")
+
+
+def _row(
+    k: int, phase: str, window: Sequence[Question], served: str, f1_served: float, f1_frozen: float, outcome: Any
+) -> TimelineRow:
+    d = outcome.to_dict()
+    dated = sorted(q.created_at for q in window if q.created_at is not None)
+    period = f"{dated[0]:%Y-%m-%d}..{dated[-1]:%Y-%m-%d}" if dated else "?"
+    retrain = None
+    if d["retrain"]:
+        retrain = f"{d['retrain']['result']} v{d['retrain']['challenger_version']}"
+    return TimelineRow(
+        window=k,
+        phase=phase,
+        period=period,
+        requests=len(window),
+        served_version=served,
+        f1_served=f1_served,
+        f1_frozen=f1_frozen,
+        scores={kind: v["score"] for kind, v in d["kinds"].items()},
+        detected=[kind for kind, v in d["kinds"].items() if v["detected"]],
+        confirmed=[kind for kind, v in d["kinds"].items() if v["confirmed"]],
+        decision=(d["decision"]["reasons"] or [d["status"]])[-1],
+        retrain=retrain,
+        report=d["report"],
+    )
+
+
+def _format_row(r: TimelineRow) -> str:
+    def score(kind: str) -> str:
+        v = r.scores.get(kind)
+        mark = "!" if kind in r.confirmed else ("*" if kind in r.detected else " ")
+        return f"{v:5.2f}{mark}" if v is not None else "   - "
+
+    decision = r.retrain or r.decision
+    return (
+        f"      {r.window:>6}  {r.phase:<6}  {r.period:<23}  v{r.served_version:<5}  {r.f1_served:9.3f}  "
+        f"{r.f1_frozen:9.3f}  {score('data')} {score('concept'):>8} {score('feature'):>8}  {decision}"
+    )
+
+
+def plot_timeline(rows: Sequence[TimelineRow], path: Path) -> Path:
+    """F1 per window with and without auto-retrain, drift scores against their thresholds, retrain marks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r.window for r in rows]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True, constrained_layout=True)
+    ax1.plot(x, [r.f1_served for r in rows], "o-", label="served model (auto-retrain)")
+    ax1.plot(x, [r.f1_frozen for r in rows], "s--", label="first model, frozen")
+    ax1.set_ylabel("micro-F1 on the window")
+    ax1.set_title("tagwatch demo: replayed Stack Overflow questions")
+    for kind, style in (("data", "o-"), ("concept", "^-"), ("feature", "d-")):
+        ax2.plot(
+            x,
+            [r.scores.get(kind) if r.scores.get(kind) is not None else float("nan") for r in rows],
+            style,
+            label=f"{kind} drift score",
+        )
+    ax2.axhline(1.0, color="grey", linestyle=":", label="threshold (score = value / threshold)")
+    ax2.set_ylabel("drift score")
+    ax2.set_xlabel("window")
+    first_drift = next((r.window for r in rows if r.phase == "drift"), None)
+    for ax in (ax1, ax2):
+        if first_drift is not None:
+            ax.axvspan(first_drift - 0.5, x[-1] + 0.5, color="orange", alpha=0.08)
+        for r in rows:
+            if r.retrain:
+                promoted = r.retrain.startswith("promoted")
+                ax.axvline(r.window + 0.5, color="green" if promoted else "red", linestyle="--", alpha=0.7)
+    ax1.text(
+        0.01,
+        0.02,
+        "dashed lines: retrain (green promoted, red rejected); shaded: later years",
+        transform=ax1.transAxes,
+        fontsize=8,
+    )
+    ax1.legend(loc="upper right", fontsize=8)
+    ax2.legend(loc="upper left", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

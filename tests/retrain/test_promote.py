@@ -1,0 +1,160 @@
+"""Challenger against champion: the pure comparison, and the retrain job on a real registry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from retrain.promote import (
+    InsufficientData,
+    RetrainConfig,
+    compare,
+    holdout_scores,
+    retrain,
+    rollback,
+    split_recent,
+)
+from tagwatch.data import Question
+
+
+def test_holdout_scores_counts_unpredictable_tags_as_misses() -> None:
+    s = holdout_scores([["python"], ["java", "spring"]], [["python", "polars"], ["java"]])
+    # tp: python, java = 2; fp: spring = 1; fn: polars = 1 -> 2*2 / (4 + 1 + 1)
+    assert s.micro_f1 == pytest.approx(4 / 6)
+    assert s.per_tag_f1["polars"] == 0.0
+    assert s.per_tag_f1["python"] == 1.0
+    assert s.support == {"python": 1, "polars": 1, "java": 1}
+
+
+def _scores(f1: float, per_tag: dict[str, float], support: int = 50) -> Any:
+    from retrain.promote import HoldoutScores
+
+    return HoldoutScores(f1, per_tag, dict.fromkeys(per_tag, support), 200)
+
+
+def test_compare_promotes_a_clear_winner() -> None:
+    c = compare(_scores(0.50, {"python": 0.8}), _scores(0.60, {"python": 0.78}), RetrainConfig())
+    assert c.promote
+    assert c.reasons[-1] == "promote"
+
+
+def test_compare_needs_the_margin() -> None:
+    c = compare(_scores(0.50, {"python": 0.8}), _scores(0.505, {"python": 0.8}), RetrainConfig(min_improvement=0.01))
+    assert not c.promote
+    assert "needs >= +0.0100" in c.reasons[0]
+
+
+def test_compare_rejects_a_frequent_tag_regression() -> None:
+    champion = _scores(0.50, {"python": 0.8, "java": 0.7})
+    challenger = _scores(0.70, {"python": 0.5, "java": 0.9})
+    c = compare(champion, challenger, RetrainConfig(max_tag_regression=0.15))
+    assert not c.promote
+    assert set(c.regressions) == {"python"}
+    # A rare tag may regress: it is below the support bound.
+    rare = compare(
+        _scores(0.5, {"python": 0.8}, support=5),
+        _scores(0.7, {"python": 0.1}, support=5),
+        RetrainConfig(frequent_tag_support=20),
+    )
+    assert rare.promote
+
+
+def _labelled(questions: list[Question], n: int, start: datetime) -> list[Question]:
+    return [
+        Question(
+            id=f"r:{i:032x}",
+            created_at=start + timedelta(minutes=i),
+            title=q.title,
+            body=q.body,
+            body_format=q.body_format,
+            tags=q.tags,
+        )
+        for i, q in enumerate(questions[:n])
+    ]
+
+
+def test_split_recent_keeps_the_newest_as_holdout(small_training_set: list[Question]) -> None:
+    labelled = _labelled(small_training_set, 1000, datetime(2024, 1, 1, tzinfo=UTC))
+    train, holdout = split_recent(labelled, RetrainConfig(window=800, holdout_fraction=0.25))
+    assert len(holdout) == 200
+    assert len(train) == 600
+    assert max(q.created_at for q in train) < min(q.created_at for q in holdout)  # type: ignore[type-var]
+    with pytest.raises(InsufficientData):
+        split_recent(labelled[:150], RetrainConfig(min_labelled=300))
+
+
+def test_retrain_promotes_on_a_new_topic(registry_with_champion: Any, bundled_questions: list[Question]) -> None:
+    registry = registry_with_champion
+    # Recent questions about a topic the champion (random 2008-2025 sample, 40 tags) barely knows.
+    polars = [q for q in bundled_questions if "python-polars" in q.tags][:700]
+    labelled = _labelled(polars, 700, datetime(2024, 6, 1, tzinfo=UTC))
+    outcome = retrain(
+        registry, labelled, config=RetrainConfig(window=700), top_n=40, max_tags=5, seed=1, trigger="test"
+    )
+    assert outcome.result == "promoted", outcome
+    assert outcome.champion_version == outcome.challenger_version == "2"
+    assert registry.get_alias("previous") == "1"
+    assert outcome.comparison["challenger_micro_f1"] > outcome.comparison["champion_micro_f1"]
+    info = registry.version_info("2")
+    assert info.lineage["trigger"] == "test"
+    assert info.lineage["parent_version"] == "1"
+    assert "python-polars" in info.tags
+    # The new reference is the recent hold-out the challenger never trained on.
+    assert {q.id for q in registry.load_reference("2")} == {q.id for q in labelled[-175:]}
+    assert rollback(registry) == ("2", "1")
+    assert registry.champion_version() == "1"
+    assert registry.get_alias("previous") == "2"
+
+
+def test_retrain_rejects_a_challenger_that_does_not_win(
+    registry_with_champion: Any, small_training_set: list[Question]
+) -> None:
+    registry = registry_with_champion
+    # The champion's own distribution, and a bar no challenger can clear.
+    labelled = _labelled(small_training_set[600:1400], 800, datetime(2024, 1, 1, tzinfo=UTC))
+    outcome = retrain(
+        registry,
+        labelled,
+        config=RetrainConfig(window=800, min_improvement=0.5),
+        top_n=40,
+        max_tags=5,
+        seed=1,
+        trigger="test",
+    )
+    assert outcome.result == "rejected"
+    assert registry.champion_version() == "1"
+    assert registry.get_alias("challenger") == outcome.challenger_version == "2"
+    assert registry.get_alias("previous") is None
+
+
+def test_failed_retrain_leaves_the_champion(
+    registry_with_champion: Any, small_training_set: list[Question], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = registry_with_champion
+    labelled = _labelled(small_training_set, 800, datetime(2024, 1, 1, tzinfo=UTC))
+    import retrain.train as train_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise MemoryError("out of memory while fitting")
+
+    # The one injected fault: training dies half-way.
+    monkeypatch.setattr(train_module, "train_model", broken)
+    outcome = retrain(
+        registry, labelled, config=RetrainConfig(window=800), top_n=40, max_tags=5, seed=1, trigger="test"
+    )
+    assert outcome.result == "failed"
+    assert "out of memory" in (outcome.error or "")
+    assert registry.champion_version() == "1"
+    assert [v.version for v in registry.list_versions()] == ["1"]
+    # Too little data is a failure too, not a crash.
+    short = retrain(registry, labelled[:100], config=RetrainConfig(), top_n=40, max_tags=5, seed=1, trigger="t")
+    assert short.result == "failed"
+    assert "labelled questions" in (short.error or "")
+    assert registry.champion_version() == "1"
+
+
+def test_rollback_without_previous(registry_with_champion: Any) -> None:
+    with pytest.raises(LookupError, match="previous"):
+        rollback(registry_with_champion)
