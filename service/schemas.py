@@ -10,8 +10,9 @@ MAX_TITLE_CHARS = 300
 MAX_BODY_CHARS = 60_000  # the longest real body in the bundled data is ~38k characters
 MAX_BATCH = 256
 MAX_FEEDBACK_TAGS = 10
-# Stack Overflow tags: lower-case, at most 35 characters, letters, digits and + # - . only.
-TAG_PATTERN = r"^[a-z0-9+#][a-z0-9+#.\-]{0,34}$"
+# Stack Overflow tags: at most 35 characters of letters, digits and + # - . (.net, c++, node.js); the loaders
+# (tagwatch.data) accept the same.
+TAG_PATTERN = r"^[\w#+.\-]{1,35}$"
 REQUEST_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 

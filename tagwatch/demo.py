@@ -32,6 +32,8 @@ class DemoPlan:
     train_until: datetime = datetime(2018, 5, 1, tzinfo=UTC)
     drift_since: datetime = datetime(2019, 1, 1, tzinfo=UTC)
     window: int = 500
+    # Train on a seeded sample of at most this many questions (None: all of them).
+    max_train: int | None = None
     stable_windows: int = 4
     drift_windows: int = 10
     feedback_share: float = 0.8
@@ -68,6 +70,11 @@ def split_stream(
 ) -> tuple[list[Question], list[Question], list[Question]]:
     """(training questions, stable stream, drifted stream), each in time order."""
     train = [q for q in questions if q.created_at is None or q.created_at < plan.train_until]
+    if plan.max_train is not None and len(train) > plan.max_train:
+        import random
+
+        keep = set(random.Random(0).sample(range(len(train)), plan.max_train))
+        train = [q for i, q in enumerate(train) if i in keep]
     stable = [q for q in questions if q.created_at is not None and plan.train_until <= q.created_at < plan.drift_since]
     drift = [q for q in questions if q.created_at is not None and q.created_at >= plan.drift_since]
     return train, stable[: plan.window * plan.stable_windows], drift[: plan.window * plan.drift_windows]
@@ -89,17 +96,17 @@ def _prepare_home(home: Path) -> None:
     (home / MARKER).write_text("made by `tagwatch demo`; removed and made again by the next run\n")
 
 
-class _Server:
+class ServiceThread:
     """The real service (uvicorn) in a thread on a free loopback port."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, source: Any = None) -> None:
         import uvicorn
 
         from service.app import create_app
 
         self.port = _free_port()
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+            create_app(settings, source=source), host="127.0.0.1", port=self.port, log_level="warning", access_log=False
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="tagwatch-service", daemon=True)
@@ -108,7 +115,7 @@ class _Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> _Server:
+    def __enter__(self) -> ServiceThread:
         import httpx
 
         self.thread.start()
@@ -176,7 +183,7 @@ def run_demo(settings: Settings, plan: DemoPlan | None = None, *, echo: Callable
         f"({sum(p == 'stable' for p, _ in windows)} stable from {plan.train_until:%Y-%m}, then later years), "
         f"feedback for {plan.feedback_share:.0%} of them"
     )
-    with _Server(settings) as server:
+    with ServiceThread(settings) as server:
         monitor = Monitor(settings, engine=engine, registry=registry)
         scheduler = start_scheduler(monitor, interval_seconds=24 * 3600, background=True, first_run_now=False)
         done = threading.Event()

@@ -161,9 +161,9 @@ def test_non_json_and_empty_bodies_are_4xx(client: TestClient) -> None:
 def test_feedback_flow(client: TestClient) -> None:
     request_id = client.post("/predict", json=PANDAS_QUESTION).json()["request_id"]
     # Accepted even before the request row is flushed to the database.
-    first = client.post("/feedback", json={"request_id": request_id, "tags": ["Python", "pandas", "pandas"]})
+    first = client.post("/feedback", json={"request_id": request_id, "tags": ["Python", "pandas", "pandas", ".NET"]})
     assert first.status_code == 200
-    assert first.json() == {"request_id": request_id, "tags": ["python", "pandas"], "status": "recorded"}
+    assert first.json() == {"request_id": request_id, "tags": ["python", "pandas", ".net"], "status": "recorded"}
     again = client.post("/feedback", json={"request_id": request_id, "tags": ["python", "pandas"]})
     assert again.status_code == 200
     assert _rows(client) == {"prediction_requests": 1, "feedback": 1}
