@@ -136,10 +136,9 @@ def run_backtest(
     arms: Sequence[str] = ("frozen", "policy", "oracle"),
 ) -> BacktestResult:
     """Replay ``windows`` through the arms; the policy arm runs the real detection, policy and retrain code."""
-    from retrain.train import train_model
-
     from monitor.detect import Baseline, DriftInput, detect_drift, prepare
     from retrain.promote import mix_reference, retrain
+    from retrain.train import train_model
 
     started = time.perf_counter()
     rng = random.Random(seed)
@@ -243,3 +242,96 @@ def _baseline(metrics: dict[str, Any]) -> dict[str, Any]:
     if found is None:
         raise ValueError("the model has no hold-out metrics")
     return dict(found)
+
+
+def _train_initial(
+    questions: Sequence[Question], *, top_n: int, max_tags: int, seed: int
+) -> tuple[Any, list[Question], dict[str, Any]]:
+    """Fit the first model on ``questions`` as ``tagwatch train`` does (minus the time hold-out)."""
+    from retrain.evaluate import evaluate
+    from retrain.train import split_holdouts, train_model
+
+    splits = split_holdouts(questions, time_fraction=0.0, random_fraction=0.2, seed=seed)
+    model = train_model(splits.train, top_n=top_n, max_tags=max_tags, seed=seed)
+    return model, splits.random_holdout, evaluate(model, splits.random_holdout)
+
+
+def _sample(questions: Sequence[Question], n: int | None, seed: int) -> list[Question]:
+    if n is None or len(questions) <= n:
+        return list(questions)
+    keep = set(random.Random(seed).sample(range(len(questions)), n))
+    return [q for i, q in enumerate(questions) if i in keep]
+
+
+def run_scenarios(
+    questions: Sequence[Question],
+    settings: Any,
+    *,
+    window: int = 500,
+    max_train: int | None = 12_000,
+    stable_windows: int = 20,
+    feedback_share: float = 1.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Both scenarios of the backtest: a shuffled stable stream and the chronological stream into later years."""
+    from monitor.job import policy_from, retrain_config_from, thresholds_from
+
+    common = {
+        "thresholds": thresholds_from(settings),
+        "policy": policy_from(settings),
+        "retrain_config": retrain_config_from(settings),
+        "top_n": settings.top_n_tags,
+        "max_tags": settings.max_tags,
+        "seed": seed,
+        "feedback_share": feedback_share,
+    }
+    out: dict[str, Any] = {"window": window, "max_train": max_train, "feedback_share": feedback_share}
+
+    # Stable: train on a random half of all years, replay the other half shuffled.
+    shuffled = list(questions)
+    random.Random(seed).shuffle(shuffled)
+    half = len(shuffled) // 2
+    model, reference, baseline = _train_initial(
+        _sample(shuffled[:half], max_train, seed), top_n=settings.top_n_tags, max_tags=settings.max_tags, seed=seed
+    )
+    stream = shuffled[half:][: window * stable_windows]
+    stable = run_backtest(model, reference, baseline, windows_of(stream, window), arms=("policy",), **common)
+    out["stable"] = {
+        "windows": len(stable.windows),
+        "alarms": stable.alarms(),
+        "detections": {k: sum(k in w.detected for w in stable.windows) for k in KINDS},
+        "retrains": sum(1 for w in stable.windows if w.retrain),
+        "result": stable.to_dict(),
+    }
+
+    # Chronological: train before May 2018, replay May 2018 (same crawl: stable), then 2019 and later.
+    split_at = datetime(2018, 5, 1, tzinfo=UTC)
+    drift_at = datetime(2019, 1, 1, tzinfo=UTC)
+    early = [q for q in questions if q.created_at is None or q.created_at < split_at]
+    calm = [q for q in questions if q.created_at is not None and split_at <= q.created_at < drift_at]
+    later = [q for q in questions if q.created_at is not None and q.created_at >= drift_at]
+    model, reference, baseline = _train_initial(
+        _sample(early, max_train, seed), top_n=settings.top_n_tags, max_tags=settings.max_tags, seed=seed
+    )
+    calm_windows = windows_of(calm[: window * 4], window)
+    windows = calm_windows + windows_of(later, window)
+    chrono = run_backtest(model, reference, baseline, windows, **common)
+    shift = len(calm_windows)
+    first = chrono.first_confirmed(shift)
+    after = [w for w in chrono.windows if w.index >= shift]
+
+    def mean(arm: str) -> float:
+        return sum(w.f1[arm] for w in after) / len(after) if after else float("nan")
+
+    out["chronological"] = {
+        "windows": len(chrono.windows),
+        "shift_window": shift,
+        "alarms_before_shift": sum(1 for w in chrono.windows if w.index < shift and w.confirmed),
+        "first_confirmed_window": first,
+        "detection_delay_windows": (first - shift + 1) if first is not None else None,
+        "mean_f1_after_shift": {arm: mean(arm) for arm in ("frozen", "policy", "oracle")},
+        "policy_vs_oracle": mean("policy") / mean("oracle") if after else None,
+        "retrains": [w.retrain for w in chrono.windows if w.retrain],
+        "result": chrono.to_dict(),
+    }
+    return out

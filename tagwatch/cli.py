@@ -328,6 +328,43 @@ def rollback() -> None:
 
 
 @app.command()
+def backtest(
+    as_json: JsonOpt = False,
+    window: Annotated[int, typer.Option(min=100, help="Questions per window.")] = 500,
+    max_train: Annotated[int, typer.Option(min=500, help="Train the first models on at most this many.")] = 12_000,
+    output: Annotated[Path | None, typer.Option(help="Also write the JSON result to this file.")] = None,
+) -> None:
+    """Replay history through the policy offline: false alarms (stable stream), detection delay and F1 per arm."""
+    _setup_logging()
+    from monitor.backtest import run_scenarios
+    from retrain.job import load_data
+
+    settings = get_settings()
+    result = run_scenarios(load_data(settings.data_path), settings, window=window, max_train=max_train)
+    text = json.dumps(result, indent=2, default=str)
+    if output is not None:
+        output.write_text(text + "\n")
+    if as_json:
+        typer.echo(text)
+        return
+    st, ch = result["stable"], result["chronological"]
+    typer.echo(
+        f"stable (shuffled) stream: {st['windows']} windows, {st['alarms']} confirmed alarms, "
+        f"detections per kind {st['detections']}, retrains {st['retrains']}"
+    )
+    typer.echo(
+        f"chronological stream: shift at window {ch['shift_window']}, first confirmed "
+        f"{ch['first_confirmed_window']} (delay {ch['detection_delay_windows']} windows), "
+        f"alarms before the shift {ch['alarms_before_shift']}"
+    )
+    typer.echo(
+        "mean micro-F1 after the shift: "
+        + ", ".join(f"{a} {v:.3f}" for a, v in ch["mean_f1_after_shift"].items())
+        + f"; policy/oracle {ch['policy_vs_oracle']:.3f}"
+    )
+
+
+@app.command()
 def migrate() -> None:
     """Create or upgrade the request-log database (Alembic) and the model registry's store."""
     _setup_logging()

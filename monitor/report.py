@@ -1,0 +1,144 @@
+"""Drift reports: one self-contained HTML file per run (the Evidently snapshot) and an index page of runs.
+
+The service serves ``reports_dir`` at ``/reports/`` while the monitor writes into it, so every file is written to a
+temporary name first and moved into place (a reader never sees half a page).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from monitor.detect import KINDS, DriftResult
+
+INDEX_NAME = "index.html"
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One line of the index: when the run started, what it found, where its report is."""
+
+    started_at: datetime
+    result: dict[str, Any]  # DriftResult.to_dict()
+    report: str | None  # file name relative to the reports directory; None when no report was written
+    decision: str | None = None  # what the policy made of it, e.g. "retrain" / "no action: cool-down"
+
+    @classmethod
+    def from_result(cls, result: DriftResult, *, started_at: datetime, report: Path | str | None,
+                    decision: str | None = None) -> RunEntry:
+        name = Path(report).name if report is not None else None
+        return cls(started_at=started_at, result=result.to_dict(), report=name, decision=decision)
+
+
+def report_filename(started_at: datetime) -> str:
+    """A sortable, URL-safe file name for the report of a run started at ``started_at``."""
+    if started_at.tzinfo is None:
+        raise ValueError("started_at must be timezone-aware")
+    return f"drift-{started_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}.html"
+
+
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        # mkstemp creates the file 0600; a report is meant to be served.
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_report(result: DriftResult, path: Path) -> Path:
+    """Save the run's Evidently snapshot as one self-contained HTML file at ``path``.
+
+    The snapshot is the Report that produced the data-drift numbers (with the other kinds' summary on top); a window
+    too small for Evidently gets a plain page with the same summary instead.
+    """
+    if path.suffix != ".html":
+        raise ValueError(f"a report path must end in .html: {path}")
+    if result.snapshot is not None:
+        snapshot = result.snapshot
+        return _write_atomic(path, lambda tmp: snapshot.save_html(str(tmp)))
+    page = _page(f"Drift run: model {result.model_version or '?'}", _summary_html(result.to_dict()))
+    return _write_atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+
+
+def write_index(runs: Sequence[RunEntry], reports_dir: Path) -> Path:
+    """Write ``reports_dir/index.html``: one row per run (newest first) with per-kind scores, verdicts and a link."""
+    rows = []
+    for run in sorted(runs, key=lambda r: r.started_at, reverse=True):
+        kinds = run.result.get("kinds", {})
+        cells = [f"<td>{_e(run.started_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC'))}</td>",
+                 f"<td>{_e(run.result.get('model_version') or '?')}</td>",
+                 f"<td class=num>{_e(run.result.get('sizes', {}).get('current', '-'))}</td>",
+                 f"<td class=num>{_e(run.result.get('sizes', {}).get('feedback', '-'))}</td>"]
+        for kind in KINDS:
+            cells.append(_kind_cell(kinds.get(kind)))
+        cells.append(f"<td>{_e(run.decision or '')}</td>")
+        link = f'<a href="{_e(run.report)}">report</a>' if run.report else "-"
+        cells.append(f"<td>{link}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    header = "".join(f"<th>{_e(h)}</th>" for h in
+                     ["started", "model", "questions", "feedback", *KINDS, "decision", "report"])
+    body = (f"<p>{len(runs)} drift runs. A kind cell shows score / threshold; <b>DRIFT</b> when detected, "
+            "<i>(little data)</i> when the window was below its minimum size.</p>"
+            f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    page = _page("tagwatch drift runs", body)
+    return _write_atomic(reports_dir / INDEX_NAME, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+
+
+def _kind_cell(kind: dict[str, Any] | None) -> str:
+    if not kind:
+        return "<td>-</td>"
+    score = kind.get("score")
+    text = f"{_fmt(score)} / {_fmt(kind.get('threshold'))}"
+    if kind.get("detected"):
+        return f"<td class=drift><b>DRIFT</b> {_e(text)}</td>"
+    if not kind.get("enough_data"):
+        return f"<td class=little>{_e(text)} <i>(little data)</i></td>"
+    return f"<td class=ok>ok {_e(text)}</td>"
+
+
+def _summary_html(result: dict[str, Any]) -> str:
+    rows = []
+    for kind in KINDS:
+        k = result["kinds"][kind]
+        rows.append("<tr><td>" + _e(kind) + "</td>" + _kind_cell(k) + "<td>" + _e("; ".join(k["reasons"]) or "-")
+                    + "</td></tr>")
+    sizes = ", ".join(f"{_e(k)}: {_e(v)}" for k, v in result["sizes"].items())
+    return (f"<p>{sizes}</p><table><thead><tr><th>kind</th><th>verdict</th><th>reasons</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table><p>The window was too small for the Evidently report.</p>")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _page(title: str, body: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }}
+td.num {{ text-align: right; }}
+td.drift {{ background: #fdd; }} td.ok {{ background: #efe; }} td.little {{ background: #eee; }}
+</style></head>
+<body><h1>{_e(title)}</h1>
+{body}
+</body></html>
+"""

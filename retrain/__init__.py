@@ -1,0 +1,1 @@
+"""Training, evaluation and promotion of tag models (train.py, evaluate.py, promote.py, job.py)."""

@@ -1,0 +1,188 @@
+"""Evaluation: the quality of a model on questions it never saw, and the full protocol on a data file.
+
+Metrics are computed over the model's tag vocabulary (``model.tags``), like the anchors they are compared with:
+a true tag outside the vocabulary is neither a hit nor a miss (``tag_coverage`` says how many true tags the
+vocabulary covers). Questions without any true tag in the vocabulary stay in, so the at-least-one-tag rule costs
+a false positive on each of them; ``no_vocabulary_tag_share`` says how many there were.
+
+``python -m retrain.evaluate`` runs the protocol: split both hold-outs off, train on the rest, evaluate on both,
+time prediction per question; it prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tagwatch.data import Question
+from tagwatch.model import TagModel
+from tagwatch.scoring import (
+    binarize,
+    expected_micro_f1,
+    macro_f1,
+    micro_prf,
+    per_tag_f1,
+    precision_at_k,
+    recall_at_k,
+    samples_jaccard,
+)
+
+
+def evaluate(model: TagModel, questions: Sequence[Question]) -> dict[str, Any]:
+    """Quality of ``model`` on ``questions``: micro/macro F1, samples Jaccard, P@1, P@3, R@3, per-tag F1, ...
+
+    Predictions go through ``model.predict_scores`` and ``model.decide``, the path the service uses.
+    """
+    if not questions:
+        raise ValueError("cannot evaluate on no questions")
+    scores = model.predict_scores(questions)
+    decided = model.decide(scores)
+    y_pred = binarize([[t for t, _ in row] for row in decided], model.tags)
+    y_true = binarize([q.tags for q in questions], model.tags)
+    precision, recall, f1 = micro_prf(y_true, y_pred)
+    per_tag = per_tag_f1(y_true, y_pred)
+    support = y_true.sum(axis=0)
+    vocabulary = set(model.tags)
+    n_true_tags = sum(len(q.tags) for q in questions)
+    n_covered = sum(1 for q in questions for t in q.tags if t in vocabulary)
+    return {
+        "micro_f1": f1,
+        "micro_precision": precision,
+        "micro_recall": recall,
+        "macro_f1": macro_f1(y_true, y_pred),
+        "samples_jaccard": samples_jaccard(y_true, y_pred),
+        "precision_at_1": precision_at_k(y_true, scores, 1),
+        "precision_at_3": precision_at_k(y_true, scores, 3),
+        "recall_at_3": recall_at_k(y_true, scores, 3),
+        "expected_micro_f1": expected_micro_f1(scores, y_pred),
+        "mean_predicted_tags": float(y_pred.sum(axis=1).mean()),
+        "tag_coverage": n_covered / n_true_tags if n_true_tags else 0.0,
+        "no_vocabulary_tag_share": float((y_true.sum(axis=1) == 0).mean()),
+        "n_questions": len(questions),
+        "per_tag_f1": {t: float(v) for t, v in zip(model.tags, per_tag, strict=True)},
+        "per_tag_support": {t: int(v) for t, v in zip(model.tags, support, strict=True)},
+    }
+
+
+def time_predictions(model: TagModel, questions: Sequence[Question], *, repeat: int = 3) -> dict[str, float]:
+    """Median milliseconds per single-question call: ``transform`` alone vs ``predict`` (transform + scoring +
+    decision), in process."""
+    transform_ms, predict_ms = [], []
+    for q in questions:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            model.transform([q])
+            t1 = time.perf_counter()
+            model.predict([q])
+            t2 = time.perf_counter()
+            transform_ms.append((t1 - t0) * 1e3)
+            predict_ms.append((t2 - t1) * 1e3)
+    transform = statistics.median(transform_ms)
+    predict = statistics.median(predict_ms)
+    return {"transform_ms": transform, "predict_ms": predict, "ratio": predict / transform if transform else 0.0}
+
+
+def run_protocol(
+    questions: Sequence[Question],
+    *,
+    top_n: int = 100,
+    max_tags: int = 5,
+    seed: int = 42,
+    time_fraction: float = 0.2,
+    random_fraction: float = 0.2,
+    timing_questions: int = 300,
+    **params: Any,
+) -> dict[str, Any]:
+    """Split, train, evaluate on both hold-outs, time single predictions; everything JSON-able."""
+    from retrain.train import split_holdouts, train_model
+
+    splits = split_holdouts(questions, time_fraction=time_fraction, random_fraction=random_fraction, seed=seed)
+    t0 = time.perf_counter()
+    model = train_model(splits.train, top_n=top_n, max_tags=max_tags, seed=seed, **params)
+    train_seconds = time.perf_counter() - t0
+    sample = [splits.random_holdout[i] for i in np.random.default_rng(seed).permutation(len(splits.random_holdout))]
+    return {
+        "sizes": {
+            "train": len(splits.train),
+            "random_holdout": len(splits.random_holdout),
+            "time_holdout": len(splits.time_holdout),
+            "time_cutoff": splits.time_cutoff.isoformat() if splits.time_cutoff else None,
+        },
+        "params": model.params,
+        "info": {k: v for k, v in model.info.items() if k != "tag_counts"},
+        "train_seconds": train_seconds,
+        "holdout_random": evaluate(model, splits.random_holdout),
+        "holdout_time": evaluate(model, splits.time_holdout),
+        "timing": time_predictions(model, sample[:timing_questions]),
+    }
+
+
+METRIC_ROWS = (
+    "micro_f1",
+    "micro_precision",
+    "micro_recall",
+    "macro_f1",
+    "samples_jaccard",
+    "precision_at_1",
+    "precision_at_3",
+    "recall_at_3",
+    "expected_micro_f1",
+    "mean_predicted_tags",
+    "tag_coverage",
+    "no_vocabulary_tag_share",
+    "n_questions",
+)
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    rows = ["| metric | random hold-out | time hold-out |", "| --- | ---: | ---: |"]
+    for name in METRIC_ROWS:
+        r, t = result["holdout_random"][name], result["holdout_time"][name]
+        fmt = "{:d}" if isinstance(r, int) else "{:.4f}"
+        rows.append(f"| {name} | {fmt.format(r)} | {fmt.format(t)} |")
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tagwatch.data import load_questions
+    from tagwatch.settings import BUNDLED_DATA
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=BUNDLED_DATA)
+    parser.add_argument("--top-n", type=int, default=100)
+    parser.add_argument("--max-tags", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="training parameter override, e.g. --param C=0.2 (repeatable)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the full result (per-tag F1 included) here")
+    args = parser.parse_args(argv)
+    params = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--param needs NAME=VALUE, got {item!r}")
+        params[name] = json.loads(value)
+    questions, _ = load_questions(args.data)
+    result = run_protocol(questions, top_n=args.top_n, max_tags=args.max_tags, seed=args.seed, **params)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1, sort_keys=True), encoding="utf-8")
+    print(json.dumps({k: result[k] for k in ("sizes", "info", "train_seconds", "timing")}, indent=1, default=str))
+    print(markdown_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

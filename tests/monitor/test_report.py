@@ -1,0 +1,112 @@
+"""Drift reports: the Evidently HTML of a real run, the plain page of a tiny window, the index of runs."""
+
+from __future__ import annotations
+
+import random
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.detect import Baseline, DriftInput, DriftResult, detect_drift, prepare
+from monitor.report import INDEX_NAME, RunEntry, report_filename, write_index, write_report
+from tagwatch.data import Question
+from tagwatch.model import TagModel
+
+BASELINE = Baseline(micro_f1=0.5, samples_jaccard=0.4)
+
+
+@pytest.fixture(scope="module")
+def questions(bundled_questions: list[Question], small_training_set: list[Question]) -> list[Question]:
+    seen = {q.id for q in small_training_set}
+    out = [q for q in bundled_questions if q.id not in seen]
+    random.Random(5).shuffle(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def drifted(questions: list[Question], small_model: TagModel) -> DriftResult:
+    """A real run: an all-years reference against questions from 2022 on, with feedback."""
+    reference = questions[:800]
+    recent = [q for q in questions[800:] if q.created_at is not None and q.created_at.year >= 2022][:300]
+    return detect_drift(prepare(DriftInput(reference, [q.tags for q in reference]), small_model),
+                        DriftInput(recent, [q.tags for q in recent]), small_model, BASELINE)
+
+
+@pytest.fixture(scope="module")
+def tiny(questions: list[Question], small_model: TagModel) -> DriftResult:
+    reference = questions[:300]
+    return detect_drift(DriftInput(reference, [q.tags for q in reference]), DriftInput(questions[300:305]),
+                        small_model, BASELINE)
+
+
+def test_report_is_the_evidently_run(drifted: DriftResult, tmp_path: Path) -> None:
+    path = write_report(drifted, tmp_path / "reports" / "run.html")
+    assert path == tmp_path / "reports" / "run.html"
+    page = path.read_text(encoding="utf-8")
+    assert path.stat().st_size > 100_000  # Evidently's self-contained page (scripts inlined)
+    assert "domain classifier ROC AUC" in page
+    assert "tagwatch drift run" in page  # the summary of the other kinds, at the top
+    for word in drifted.characteristic_words["current"][:5]:
+        assert word in page
+    # nothing but the report in the directory (the temporary file was moved into place)
+    assert [p.name for p in path.parent.iterdir()] == ["run.html"]
+
+
+def test_tiny_window_gets_a_plain_page(tiny: DriftResult, tmp_path: Path) -> None:
+    assert tiny.snapshot is None
+    page = write_report(tiny, tmp_path / "tiny.html").read_text(encoding="utf-8")
+    assert "too small for the Evidently report" in page
+    assert "not enough data" in page
+
+
+def test_report_path_must_be_html(tiny: DriftResult, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"\.html"):
+        write_report(tiny, tmp_path / "run.json")
+
+
+def test_index_lists_runs_newest_first(drifted: DriftResult, tiny: DriftResult, tmp_path: Path) -> None:
+    start = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    entries = []
+    for i, result in enumerate([tiny, drifted]):
+        at = start + timedelta(hours=i)
+        path = write_report(result, tmp_path / report_filename(at))
+        entries.append(RunEntry.from_result(result, started_at=at, report=path,
+                                            decision="retrain" if result.detected_kinds else None))
+    index = write_index(entries, tmp_path)
+    assert index == tmp_path / INDEX_NAME
+    page = index.read_text(encoding="utf-8")
+    body = page.split("<tbody>", 1)[1]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)
+    assert len(rows) == 2
+    # newest first, each linking its report
+    assert "2024-05-01 13:00:00 UTC" in rows[0]
+    assert report_filename(start + timedelta(hours=1)) in rows[0]
+    assert "2024-05-01 12:00:00 UTC" in rows[1]
+    assert report_filename(start) in rows[1]
+    assert "DRIFT" in rows[0]
+    assert "retrain" in rows[0]
+    assert "DRIFT" not in rows[1]
+    assert "little data" in rows[1]
+    for entry in entries:
+        assert entry.report is not None
+        assert (tmp_path / entry.report).is_file()
+
+
+def test_index_escapes_and_tolerates_missing_reports(tiny: DriftResult, tmp_path: Path) -> None:
+    entry = RunEntry(started_at=datetime(2024, 1, 1, tzinfo=UTC),
+                     result={**tiny.to_dict(), "model_version": "<script>x</script>"}, report=None,
+                     decision="a & b")
+    page = write_index([entry], tmp_path).read_text(encoding="utf-8")
+    assert "<script>x" not in page
+    assert "&lt;script&gt;x" in page
+    assert "a &amp; b" in page
+    assert write_index([], tmp_path).read_text(encoding="utf-8").count("<tr>") == 1  # the header only
+
+
+def test_report_filename() -> None:
+    at = datetime(2024, 5, 1, 14, 30, 5, 123, tzinfo=UTC)
+    assert report_filename(at) == "drift-20240501T143005.000123Z.html"
+    with pytest.raises(ValueError, match="timezone"):
+        report_filename(datetime(2024, 5, 1))
