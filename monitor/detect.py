@@ -100,14 +100,29 @@ class Thresholds:
     def __post_init__(self) -> None:
         if not 0.5 <= self.text_auc < 1.0:
             raise ValueError(f"Thresholds.text_auc must be in [0.5, 1): got {self.text_auc!r}")
-        for name in ("descriptor_wasserstein", "prediction_js", "expected_f1_drop", "f1_drop", "label_shift_share",
-                     "emerging_share", "emerging_p_value", "feature_shift_share"):
+        for name in (
+            "descriptor_wasserstein",
+            "prediction_js",
+            "expected_f1_drop",
+            "f1_drop",
+            "label_shift_share",
+            "emerging_share",
+            "emerging_p_value",
+            "feature_shift_share",
+        ):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"Thresholds.{name} must be in (0, 1]: got {getattr(self, name)!r}")
         if not 0.0 < self.importance_drop <= 2.0:
             raise ValueError(f"Thresholds.importance_drop must be in (0, 2]: got {self.importance_drop!r}")
-        for name in ("min_current", "min_reference", "min_feedback", "min_feature_feedback",
-                     "emerging_min_count", "top_features", "min_tag_positives"):
+        for name in (
+            "min_current",
+            "min_reference",
+            "min_feedback",
+            "min_feature_feedback",
+            "emerging_min_count",
+            "top_features",
+            "min_tag_positives",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Thresholds.{name} must be >= 1: got {getattr(self, name)!r}")
         if self.max_rows < MIN_TEXT_ROWS or self.text_chars < 100 or self.shift_z <= 0:
@@ -141,9 +156,12 @@ class Baseline:
             raise ValueError(f"hold-out metrics lack {missing}: got keys {sorted(metrics)}")
         expected = metrics.get("expected_micro_f1")
         n = metrics.get("n_questions")
-        return cls(micro_f1=float(metrics["micro_f1"]), samples_jaccard=float(metrics["samples_jaccard"]),
-                   n_questions=int(n) if n is not None else None,
-                   expected_micro_f1=float(expected) if expected is not None else None)
+        return cls(
+            micro_f1=float(metrics["micro_f1"]),
+            samples_jaccard=float(metrics["samples_jaccard"]),
+            n_questions=int(n) if n is not None else None,
+            expected_micro_f1=float(expected) if expected is not None else None,
+        )
 
 
 @dataclass
@@ -188,8 +206,14 @@ class Signal:
         return self.deciding and self.enough_data and self.exceeded
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": _num(self.value), "threshold": self.threshold, "exceeded": self.exceeded,
-                "deciding": self.deciding, "enough_data": self.enough_data, "sample_size": self.sample_size}
+        return {
+            "value": _num(self.value),
+            "threshold": self.threshold,
+            "exceeded": self.exceeded,
+            "deciding": self.deciding,
+            "enough_data": self.enough_data,
+            "sample_size": self.sample_size,
+        }
 
 
 @dataclass
@@ -204,9 +228,16 @@ class KindResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "score": _num(self.score), "threshold": self.threshold,
-                "detected": self.detected, "sample_size": self.sample_size, "enough_data": self.enough_data,
-                "reasons": list(self.reasons), "details": _jsonable(self.details)}
+        return {
+            "kind": self.kind,
+            "score": _num(self.score),
+            "threshold": self.threshold,
+            "detected": self.detected,
+            "sample_size": self.sample_size,
+            "enough_data": self.enough_data,
+            "reasons": list(self.reasons),
+            "details": _jsonable(self.details),
+        }
 
 
 @dataclass
@@ -292,8 +323,9 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
     return math.sqrt(max(0.0, (kl(p) + kl(q)) / 2))
 
 
-def rate_shifts(count_a: np.ndarray, n_a: int, count_b: np.ndarray, n_b: int, *, z: float,
-                min_expected: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+def rate_shifts(
+    count_a: np.ndarray, n_a: int, count_b: np.ndarray, n_b: int, *, z: float, min_expected: float = 10.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Two-proportion z-tests of per-item rates (count / n) between samples a and b.
 
     Returns (z scores, eligible): an item is tested when the pooled sample expects at least ``min_expected``
@@ -339,12 +371,16 @@ def observed_scores(true: np.ndarray, predicted: np.ndarray) -> dict[str, float]
     """Micro precision/recall/F1 and samples Jaccard over the model's tags, as ``retrain.evaluate`` computes them
     (so that they compare with the champion's hold-out scores)."""
     precision, recall, f1 = micro_prf(true, predicted)
-    return {"precision": precision, "recall": recall, "micro_f1": f1,
-            "samples_jaccard": samples_jaccard(true, predicted), "n_questions": int(true.shape[0])}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "micro_f1": f1,
+        "samples_jaccard": samples_jaccard(true, predicted),
+        "n_questions": int(true.shape[0]),
+    }
 
 
-def micro_f1_standard_error(true: np.ndarray, predicted: np.ndarray, *, seed: int = 0,
-                            resamples: int = 200) -> float:
+def micro_f1_standard_error(true: np.ndarray, predicted: np.ndarray, *, seed: int = 0, resamples: int = 200) -> float:
     """Bootstrap standard error of micro-F1 over questions (resampled with replacement)."""
     n = true.shape[0]
     if n < 2:
@@ -359,8 +395,14 @@ def micro_f1_standard_error(true: np.ndarray, predicted: np.ndarray, *, seed: in
     return float(f1.std(ddof=1))
 
 
-def emerging_tags(current: Sequence[tuple[str, ...]], reference: Sequence[tuple[str, ...]], known: set[str], *,
-                  p_value: float, min_count: int) -> list[tuple[str, int, int]]:
+def emerging_tags(
+    current: Sequence[tuple[str, ...]],
+    reference: Sequence[tuple[str, ...]],
+    known: set[str],
+    *,
+    p_value: float,
+    min_count: int,
+) -> list[tuple[str, int, int]]:
     """Tags outside ``known`` far more frequent in ``current`` than in ``reference``: (tag, count, ref count).
 
     Per tag, a one-sided exact test of equal rates: given its k questions over both sides, how likely are this
@@ -418,8 +460,13 @@ class ChampionFeatures:
             raw[tag] = [(index[f], float(w)) for f, w in model.top_features(tag, k) if w > 0 and f in index]
         columns = np.asarray(sorted({c for pairs in raw.values() for c, _ in pairs}), dtype=int)
         position = {int(c): p for p, c in enumerate(columns)}
-        per_tag = {tag: (np.asarray([position[c] for c, _ in pairs], dtype=int),
-                         np.asarray([w for _, w in pairs], dtype=float)) for tag, pairs in raw.items()}
+        per_tag = {
+            tag: (
+                np.asarray([position[c] for c, _ in pairs], dtype=int),
+                np.asarray([w for _, w in pairs], dtype=float),
+            )
+            for tag, pairs in raw.items()
+        }
         return cls(columns=columns, per_tag=per_tag, names=names[columns] if columns.size else names[:0])
 
 
@@ -503,8 +550,9 @@ def _describe(questions: Sequence[HasText], vocabulary: frozenset[str], text_cha
     return {"text": texts, "length": lengths, "code_share": code_shares, "oov_share": unknown}
 
 
-def _true_labels(side: DriftInput, role: str,
-                 index: dict[str, int]) -> tuple[np.ndarray, list[tuple[str, ...]], np.ndarray]:
+def _true_labels(
+    side: DriftInput, role: str, index: dict[str, int]
+) -> tuple[np.ndarray, list[tuple[str, ...]], np.ndarray]:
     """(indices of the questions with feedback, their tag tuples, their 0/1 matrix over the model's tags)."""
     labelled: list[int] = []
     true_tags: list[tuple[str, ...]] = []
@@ -540,8 +588,15 @@ def _predicted_matrix(decided: Sequence[Sequence[tuple[str, float]]], index: dic
     return predicted
 
 
-def prepare(side: DriftInput, model: TagModel, thresholds: Thresholds | None = None, *, role: str = "reference",
-            seed: int = 0, champion: ChampionFeatures | None = None) -> Prepared:
+def prepare(
+    side: DriftInput,
+    model: TagModel,
+    thresholds: Thresholds | None = None,
+    *,
+    role: str = "reference",
+    seed: int = 0,
+    champion: ChampionFeatures | None = None,
+) -> Prepared:
     """Score, clean and featurise one side (the work of ``detect_drift`` that does not depend on the other)."""
     started = time.perf_counter()
     th = thresholds or Thresholds()
@@ -554,8 +609,9 @@ def prepare(side: DriftInput, model: TagModel, thresholds: Thresholds | None = N
     if side.scores is not None:
         scores = np.asarray(side.scores, dtype=float)
         if scores.shape != (n, len(tags)):
-            raise ValueError(f"{role}: scores have shape {scores.shape}, expected ({n}, {len(tags)}) "
-                             "(questions x model tags)")
+            raise ValueError(
+                f"{role}: scores have shape {scores.shape}, expected ({n}, {len(tags)}) (questions x model tags)"
+            )
         if not np.all(np.isfinite(scores)) or scores.min(initial=0.0) < 0 or scores.max(initial=0.0) > 1:
             raise ValueError(f"{role}: scores must be probabilities in [0, 1]")
     labelled, true_tags, true = _true_labels(side, role, index)
@@ -582,18 +638,33 @@ def prepare(side: DriftInput, model: TagModel, thresholds: Thresholds | None = N
         decided = model.decide(scores) if rows.size else []
     row_of = {int(i): r for r, i in enumerate(labelled)}
     rows_labelled = np.asarray([p for p, i in enumerate(rows) if int(i) in row_of], dtype=int)
-    rows_true = true[[row_of[int(rows[p])] for p in rows_labelled]] if rows_labelled.size \
+    rows_true = (
+        true[[row_of[int(rows[p])] for p in rows_labelled]]
+        if rows_labelled.size
         else np.zeros((0, len(tags)), dtype=bool)
+    )
     uniform_pos = np.searchsorted(rows, uniform)
-    return Prepared(role=role, model_tags=tuple(tags), model_key=_model_key(model), n=n, labelled=labelled,
-                    true_tags=true_tags, true=true,
-                    rows=rows, uniform=uniform_pos, rows_labelled=rows_labelled, rows_true=rows_true,
-                    scores=scores, predicted=_predicted_matrix(decided, index, role),
-                    x=sparse.csr_matrix(x[:, champion.columns]),
-                    described=_describe([questions[int(p)] for p in uniform_pos], _vocabulary(model),
-                                        th.text_chars),
-                    champion=champion, max_rows=th.max_rows, text_chars=th.text_chars,
-                    seconds=time.perf_counter() - started)
+    return Prepared(
+        role=role,
+        model_tags=tuple(tags),
+        model_key=_model_key(model),
+        n=n,
+        labelled=labelled,
+        true_tags=true_tags,
+        true=true,
+        rows=rows,
+        uniform=uniform_pos,
+        rows_labelled=rows_labelled,
+        rows_true=rows_true,
+        scores=scores,
+        predicted=_predicted_matrix(decided, index, role),
+        x=sparse.csr_matrix(x[:, champion.columns]),
+        described=_describe([questions[int(p)] for p in uniform_pos], _vocabulary(model), th.text_chars),
+        champion=champion,
+        max_rows=th.max_rows,
+        text_chars=th.text_chars,
+        seconds=time.perf_counter() - started,
+    )
 
 
 # --- Evidently -------------------------------------------------------------------------------------------
@@ -642,11 +713,11 @@ def _evidently_types() -> dict[str, Any]:
                 raise ValueError("text drift needs reference data")
             ref = reference_data.column(self.metric.column).data
             cur = current_data.column(self.metric.column).data
-            domain = pd.concat([pd.DataFrame({"text": ref, "target": 0}),
-                                pd.DataFrame({"text": cur, "target": 1})])
+            domain = pd.concat([pd.DataFrame({"text": ref, "target": 0}), pd.DataFrame({"text": cur, "target": 1})])
             # evidently's calculate_text_drift_score, step by step, keeping the fitted pipeline.
             x_train, x_test, y_train, y_test = train_test_split(
-                domain["text"], domain["target"], test_size=0.5, random_state=42, shuffle=True)
+                domain["text"], domain["target"], test_size=0.5, random_state=42, shuffle=True
+            )
             with warnings.catch_warnings():
                 # Evidently's classifier stops at 50 SGD epochs (a ConvergenceWarning on larger windows) and
                 # sorts filtered frames in place (SettingWithCopyWarning): both as in Evidently itself.
@@ -658,9 +729,11 @@ def _evidently_types() -> dict[str, Any]:
             self.words = {"reference": list(words_ref), "current": list(words_cur)}
             auc = float(auc)
             drift = ColumnDataDriftMetrics(
-                column_name=self.metric.column, column_type="text",
+                column_name=self.metric.column,
+                column_type="text",
                 stattest_name="domain classifier ROC AUC (abs_text_content_drift)",
-                drift_score=auc, drift_detected=auc > self.metric.threshold,
+                drift_score=auc,
+                drift_detected=auc > self.metric.threshold,
                 stattest_threshold=self.metric.threshold,
                 current=DriftStatsField(characteristic_examples=examples_cur, characteristic_words=words_cur),
                 reference=DriftStatsField(characteristic_examples=examples_ref, characteristic_words=words_ref),
@@ -684,8 +757,10 @@ def _evidently_types() -> dict[str, Any]:
     class RunSummaryCalculation(SingleValueCalculation[RunSummary]):
         def calculate(self, context: Any, current_data: Any, reference_data: Any) -> SingleValue:
             result = self.result(self.metric.detected)
-            result.widget = [header_text(label=self.metric.title),
-                             table_data(title="", column_names=self.metric.header, data=self.metric.rows)]
+            result.widget = [
+                header_text(label=self.metric.title),
+                table_data(title="", column_names=self.metric.header, data=self.metric.rows),
+            ]
             return result
 
         def display_name(self) -> str:
@@ -704,24 +779,32 @@ class _EvidentlyOutcome:
     snapshot: Any
 
 
-def _run_evidently(reference: pd.DataFrame, current: pd.DataFrame, th: Thresholds,
-                   summary: dict[str, Any] | None) -> _EvidentlyOutcome:
+def _run_evidently(
+    reference: pd.DataFrame, current: pd.DataFrame, th: Thresholds, summary: dict[str, Any] | None
+) -> _EvidentlyOutcome:
     """One Evidently report: text drift, descriptor drift, top-predicted-tag drift (and our summary table)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
     types = _evidently_types()
-    definition = DataDefinition(text_columns=["text"], numerical_columns=["length", "code_share", "oov_share"],
-                                categorical_columns=["predicted_tag"])
+    definition = DataDefinition(
+        text_columns=["text"],
+        numerical_columns=["length", "code_share", "oov_share"],
+        categorical_columns=["predicted_tag"],
+    )
     text = types["TextDomainDrift"](column="text", threshold=th.text_auc)
     # Methods set explicitly: Evidently's defaults change with the number of rows.
-    descriptors = {c: ValueDrift(column=c, method="wasserstein", threshold=th.descriptor_wasserstein)
-                   for c in ("length", "code_share", "oov_share")}
+    descriptors = {
+        c: ValueDrift(column=c, method="wasserstein", threshold=th.descriptor_wasserstein)
+        for c in ("length", "code_share", "oov_share")
+    }
     prediction = ValueDrift(column="predicted_tag", method="jensenshannon", threshold=th.prediction_js)
     metrics: list[Any] = [types["RunSummary"](**summary)] if summary is not None else []
     metrics += [text, *descriptors.values(), prediction]
-    snapshot = Report(metrics).run(Dataset.from_pandas(current, data_definition=definition),
-                                   Dataset.from_pandas(reference, data_definition=definition))
+    snapshot = Report(metrics).run(
+        Dataset.from_pandas(current, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
+    )
     context = snapshot.context
     return _EvidentlyOutcome(
         auc=float(context.get_metric_result(text).value),
@@ -764,10 +847,12 @@ def detect_drift(
     """
     started = time.perf_counter()
     th = thresholds or Thresholds()
-    ref = reference if isinstance(reference, Prepared) else prepare(reference, model, th, role="reference",
-                                                                     seed=seed)
-    cur = current if isinstance(current, Prepared) else prepare(current, model, th, role="current", seed=seed,
-                                                                champion=ref.champion)
+    ref = reference if isinstance(reference, Prepared) else prepare(reference, model, th, role="reference", seed=seed)
+    cur = (
+        current
+        if isinstance(current, Prepared)
+        else prepare(current, model, th, role="current", seed=seed, champion=ref.champion)
+    )
     for side in (ref, cur):
         if side.model_key != _model_key(model):
             raise ValueError(f"the {side.role} was prepared for another model: prepare it again for this one")
@@ -777,18 +862,29 @@ def detect_drift(
         raise ValueError("the reference is empty")
     if len(ref.labelled) == 0:
         raise ValueError("the reference has no true tags: concept and feature drift are measured against them")
-    sizes = {"reference": ref.n, "current": cur.n, "feedback": len(cur.labelled),
-             "reference_labelled": len(ref.labelled)}
+    sizes = {
+        "reference": ref.n,
+        "current": cur.n,
+        "feedback": len(cur.labelled),
+        "reference_labelled": len(ref.labelled),
+    }
     label_free = _label_free(ref, cur, baseline, th)
     concept, emerging = _concept(ref, cur, baseline, th, seed)
     feature = _feature(ref, cur, th, seed)
-    data, outcome = _data(ref, cur, th, label_free,
-                          _summary(model, sizes, concept, feature, label_free, emerging) if report else None)
+    data, outcome = _data(
+        ref, cur, th, label_free, _summary(model, sizes, concept, feature, label_free, emerging) if report else None
+    )
     return DriftResult(
-        data=data, concept=concept, feature=feature, label_free=label_free,
+        data=data,
+        concept=concept,
+        feature=feature,
+        label_free=label_free,
         characteristic_words=outcome.words if outcome is not None else {"reference": [], "current": []},
-        emerging_tags=[(t, c) for t, c, _ in emerging], sizes=sizes, thresholds=th,
-        model_version=getattr(model, "version", None), duration_seconds=time.perf_counter() - started,
+        emerging_tags=[(t, c) for t, c, _ in emerging],
+        sizes=sizes,
+        thresholds=th,
+        model_version=getattr(model, "version", None),
+        duration_seconds=time.perf_counter() - started,
         snapshot=outcome.snapshot if outcome is not None else None,
     )
 
@@ -808,33 +904,62 @@ def _reasons(signals: list[Signal]) -> list[str]:
     return out
 
 
-def _severity_kind(kind: str, signals: list[Signal], sample_size: int, details: dict[str, Any],
-                   reasons: list[str]) -> KindResult:
+def _severity_kind(
+    kind: str, signals: list[Signal], sample_size: int, details: dict[str, Any], reasons: list[str]
+) -> KindResult:
     """score = max(value / threshold) over the deciding signals with enough data (else over all computed)."""
     deciding = [s for s in signals if s.deciding and s.value is not None]
     enough = [s for s in deciding if s.enough_data]
     pool = enough or deciding
     score = max((float(s.value) / s.threshold for s in pool if s.value is not None), default=None)
-    details = {**details, "signals": {s.name: s.to_dict() for s in signals},
-               "score_definition": "max(value / threshold) over the deciding signals"}
-    return KindResult(kind=kind, score=score, threshold=1.0, detected=any(s.detected for s in signals),
-                      sample_size=sample_size, enough_data=bool(enough), reasons=_reasons(signals) + reasons,
-                      details=details)
+    details = {
+        **details,
+        "signals": {s.name: s.to_dict() for s in signals},
+        "score_definition": "max(value / threshold) over the deciding signals",
+    }
+    return KindResult(
+        kind=kind,
+        score=score,
+        threshold=1.0,
+        detected=any(s.detected for s in signals),
+        sample_size=sample_size,
+        enough_data=bool(enough),
+        reasons=_reasons(signals) + reasons,
+        details=details,
+    )
 
 
-def _data(ref: Prepared, cur: Prepared, th: Thresholds, label_free: dict[str, Any],
-          summary: dict[str, Any] | None) -> tuple[KindResult, _EvidentlyOutcome | None]:
+def _data(
+    ref: Prepared, cur: Prepared, th: Thresholds, label_free: dict[str, Any], summary: dict[str, Any] | None
+) -> tuple[KindResult, _EvidentlyOutcome | None]:
     enough = cur.n >= th.min_current and ref.n >= th.min_reference
     signals: list[Signal] = []
     details: dict[str, Any] = {"score_definition": "ROC AUC of the domain classifier telling the sides' text apart"}
     ref_pred, cur_pred = ref.predicted[ref.uniform], cur.predicted[cur.uniform]
     if ref_pred.any() and cur_pred.any():
-        signals.append(Signal("prediction_js", js_distance(ref_pred.sum(axis=0), cur_pred.sum(axis=0)),
-                              th.prediction_js, len(cur.uniform), enough, False,
-                              "predicted-tag distribution drift (JS)"))
+        signals.append(
+            Signal(
+                "prediction_js",
+                js_distance(ref_pred.sum(axis=0), cur_pred.sum(axis=0)),
+                th.prediction_js,
+                len(cur.uniform),
+                enough,
+                False,
+                "predicted-tag distribution drift (JS)",
+            )
+        )
     if label_free["drop"] is not None:
-        signals.append(Signal("expected_f1_drop", label_free["drop"], th.expected_f1_drop, cur.n, enough, False,
-                              "label-free expected micro-F1 drop"))
+        signals.append(
+            Signal(
+                "expected_f1_drop",
+                label_free["drop"],
+                th.expected_f1_drop,
+                cur.n,
+                enough,
+                False,
+                "label-free expected micro-F1 drop",
+            )
+        )
     outcome = None
     if len(cur.uniform) >= MIN_TEXT_ROWS and len(ref.uniform) >= MIN_TEXT_ROWS:
         freq = ref_pred.sum(axis=0)
@@ -842,25 +967,47 @@ def _data(ref: Prepared, cur: Prepared, th: Thresholds, label_free: dict[str, An
         ref_frame, cur_frame = _frame(ref, keep), _frame(cur, keep)
         outcome = _run_evidently(ref_frame, cur_frame, th, summary)
         for name, value in outcome.descriptors.items():
-            signals.append(Signal(f"{name}_drift", value, th.descriptor_wasserstein, len(cur.uniform), enough, False,
-                                  f"{name.replace('_', ' ')} drift (normed Wasserstein)"))
-        details["descriptor_means"] = {c: {"reference": float(ref_frame[c].mean()),
-                                           "current": float(cur_frame[c].mean())}
-                                       for c in ("length", "code_share", "oov_share")}
+            signals.append(
+                Signal(
+                    f"{name}_drift",
+                    value,
+                    th.descriptor_wasserstein,
+                    len(cur.uniform),
+                    enough,
+                    False,
+                    f"{name.replace('_', ' ')} drift (normed Wasserstein)",
+                )
+            )
+        details["descriptor_means"] = {
+            c: {"reference": float(ref_frame[c].mean()), "current": float(cur_frame[c].mean())}
+            for c in ("length", "code_share", "oov_share")
+        }
         details["prediction_top_tag_js"] = outcome.prediction_top_js
         details["rows_used"] = {"reference": len(ref.uniform), "current": len(cur.uniform)}
     auc = outcome.auc if outcome is not None else None
     detected = bool(enough and auc is not None and auc > th.text_auc)
     reasons = []
     if auc is not None and auc > th.text_auc:
-        reasons.append(f"text drift: domain classifier ROC AUC {auc:.3f} > {th.text_auc:.3f}"
-                       + ("" if enough else " (not enough data)"))
+        reasons.append(
+            f"text drift: domain classifier ROC AUC {auc:.3f} > {th.text_auc:.3f}"
+            + ("" if enough else " (not enough data)")
+        )
     if not enough:
-        reasons.append(f"not enough data: {cur.n} current / {ref.n} reference questions "
-                       f"(minimum {th.min_current} / {th.min_reference})")
+        reasons.append(
+            f"not enough data: {cur.n} current / {ref.n} reference questions "
+            f"(minimum {th.min_current} / {th.min_reference})"
+        )
     details["signals"] = {s.name: s.to_dict() for s in signals}
-    result = KindResult(kind="data", score=auc, threshold=th.text_auc, detected=detected, sample_size=cur.n,
-                        enough_data=enough, reasons=reasons + _reasons(signals), details=details)
+    result = KindResult(
+        kind="data",
+        score=auc,
+        threshold=th.text_auc,
+        detected=detected,
+        sample_size=cur.n,
+        enough_data=enough,
+        reasons=reasons + _reasons(signals),
+        details=details,
+    )
     return result, outcome
 
 
@@ -893,8 +1040,9 @@ def _tag_presence(side: Prepared) -> tuple[np.ndarray, int]:
     return np.append(side.true.sum(axis=0), outside), len(side.true_tags)
 
 
-def _concept(ref: Prepared, cur: Prepared, baseline: Baseline, th: Thresholds,
-             seed: int) -> tuple[KindResult, list[tuple[str, int, int]]]:
+def _concept(
+    ref: Prepared, cur: Prepared, baseline: Baseline, th: Thresholds, seed: int
+) -> tuple[KindResult, list[tuple[str, int, int]]]:
     n_fb = len(cur.labelled)
     enough = n_fb >= th.min_feedback
     known = set(ref.model_tags)
@@ -914,28 +1062,66 @@ def _concept(ref: Prepared, cur: Prepared, baseline: Baseline, th: Thresholds,
         if baseline.n_questions:
             se = math.sqrt(se**2 * (1 + n_scored / baseline.n_questions))
         details["f1_standard_error"] = se
-        signals.append(Signal("f1_drop", baseline.micro_f1 - observed["micro_f1"], max(th.f1_drop, th.shift_z * se),
-                              n_scored, n_scored >= th.min_feedback, True, "micro-F1 drop below the hold-out"))
+        signals.append(
+            Signal(
+                "f1_drop",
+                baseline.micro_f1 - observed["micro_f1"],
+                max(th.f1_drop, th.shift_z * se),
+                n_scored,
+                n_scored >= th.min_feedback,
+                True,
+                "micro-F1 drop below the hold-out",
+            )
+        )
         counts_ref, n_ref = _tag_presence(ref)
         counts_cur, _ = _tag_presence(cur)
         z, eligible = rate_shifts(counts_ref, n_ref, counts_cur, n_fb, z=th.shift_z)
         shifted = eligible & (np.abs(z) > th.shift_z)
         items = [*ref.model_tags, OTHER]
-        signals.append(Signal("label_shift_share", float(shifted.sum() / eligible.sum()) if eligible.any() else None,
-                              th.label_shift_share, n_fb, enough, True,
-                              "true-tag drift (share of tags whose rate changed significantly)"))
+        signals.append(
+            Signal(
+                "label_shift_share",
+                float(shifted.sum() / eligible.sum()) if eligible.any() else None,
+                th.label_shift_share,
+                n_fb,
+                enough,
+                True,
+                "true-tag drift (share of tags whose rate changed significantly)",
+            )
+        )
         details["label_shifts"] = sorted(
-            ({"tag": items[j], "reference_rate": counts_ref[j] / n_ref, "current_rate": counts_cur[j] / n_fb,
-              "z": float(z[j])} for j in np.flatnonzero(shifted)), key=lambda r: -abs(float(r["z"])))[:15]
-        emerging = emerging_tags(cur.true_tags, ref.true_tags, known, p_value=th.emerging_p_value,
-                                 min_count=th.emerging_min_count)
+            (
+                {
+                    "tag": items[j],
+                    "reference_rate": counts_ref[j] / n_ref,
+                    "current_rate": counts_cur[j] / n_fb,
+                    "z": float(z[j]),
+                }
+                for j in np.flatnonzero(shifted)
+            ),
+            key=lambda r: -abs(float(r["z"])),
+        )[:15]
+        emerging = emerging_tags(
+            cur.true_tags, ref.true_tags, known, p_value=th.emerging_p_value, min_count=th.emerging_min_count
+        )
         names = {t for t, _, _ in emerging}
         share = sum(1 for t in cur.true_tags if names.intersection(t)) / n_fb
-        signals.append(Signal("emerging_share", share, th.emerging_share, n_fb, enough, True,
-                              "share of feedback questions with an emerging tag"))
+        signals.append(
+            Signal(
+                "emerging_share",
+                share,
+                th.emerging_share,
+                n_fb,
+                enough,
+                True,
+                "share of feedback questions with an emerging tag",
+            )
+        )
         details["emerging_tags"] = [{"tag": t, "count": c, "reference_count": r} for t, c, r in emerging]
-        details["unknown_tag_share"] = {"current": _unknown_share(cur.true_tags, known),
-                                        "reference": _unknown_share(ref.true_tags, known)}
+        details["unknown_tag_share"] = {
+            "current": _unknown_share(cur.true_tags, known),
+            "reference": _unknown_share(ref.true_tags, known),
+        }
         if emerging:
             reasons.append("emerging tags: " + ", ".join(f"{t} ({c})" for t, c, _ in emerging[:10]))
     if not enough:
@@ -962,13 +1148,29 @@ def _feature(ref: Prepared, cur: Prepared, th: Thresholds, seed: int) -> KindRes
         present_cur = np.asarray((cur.x[cur.uniform] > 0).sum(axis=0)).ravel()
         z, eligible = rate_shifts(present_ref, n_ref, present_cur, n_cur, z=th.shift_z)
         shifted = eligible & (np.abs(z) > th.shift_z)
-        signals.append(Signal("feature_shift_share", float(shifted.sum() / eligible.sum()) if eligible.any() else None,
-                              th.feature_shift_share, n_cur, enough_values, True,
-                              "share of the champion's important features whose rate changed significantly"))
+        signals.append(
+            Signal(
+                "feature_shift_share",
+                float(shifted.sum() / eligible.sum()) if eligible.any() else None,
+                th.feature_shift_share,
+                n_cur,
+                enough_values,
+                True,
+                "share of the champion's important features whose rate changed significantly",
+            )
+        )
         details["feature_shifts"] = sorted(
-            ({"feature": str(champion.names[j]), "reference_rate": present_ref[j] / n_ref,
-              "current_rate": present_cur[j] / n_cur, "z": float(z[j])} for j in np.flatnonzero(shifted)),
-            key=lambda r: -abs(float(r["z"])))[:15]
+            (
+                {
+                    "feature": str(champion.names[j]),
+                    "reference_rate": present_ref[j] / n_ref,
+                    "current_rate": present_cur[j] / n_cur,
+                    "z": float(z[j]),
+                }
+                for j in np.flatnonzero(shifted)
+            ),
+            key=lambda r: -abs(float(r["z"])),
+        )[:15]
     enough_importance = n_fb >= th.min_feature_feedback
     n_match = min(len(cur.rows_labelled), len(ref.rows_labelled))
     if n_match:
@@ -984,43 +1186,98 @@ def _feature(ref: Prepared, cur: Prepared, th: Thresholds, seed: int) -> KindRes
                 continue
             agree_cur = _cosine(_centroid_difference(x_cur, y_cur[:, j])[cols], weights)
             agree_ref = _cosine(_centroid_difference(x_ref, y_ref[:, j])[cols], weights)
-            per_tag.append({"tag": tag, "agreement_current": agree_cur, "agreement_reference": agree_ref,
-                            "drop": agree_ref - agree_cur, "positives": positives[0]})
+            per_tag.append(
+                {
+                    "tag": tag,
+                    "agreement_current": agree_cur,
+                    "agreement_reference": agree_ref,
+                    "drop": agree_ref - agree_cur,
+                    "positives": positives[0],
+                }
+            )
         per_tag.sort(key=lambda r: -float(r["drop"]))
         details["tags_compared"] = len(per_tag)
         details["importance_by_tag"] = per_tag[:10]
         top = float(per_tag[0]["drop"]) if per_tag else None
-        signals.append(Signal("importance_drop", top, th.importance_drop, n_fb, enough_importance and bool(per_tag),
-                              True, "largest per-tag drop of agreement with the champion's top features"))
+        signals.append(
+            Signal(
+                "importance_drop",
+                top,
+                th.importance_drop,
+                n_fb,
+                enough_importance and bool(per_tag),
+                True,
+                "largest per-tag drop of agreement with the champion's top features",
+            )
+        )
         changed = [str(r["tag"]) for r in per_tag if float(r["drop"]) > th.importance_drop]
         if changed:
             reasons.append("tags whose predictive features changed: " + ", ".join(changed[:10]))
     if not enough_importance:
-        reasons.append(f"feature importance not compared: {n_fb} questions with feedback "
-                       f"(minimum {th.min_feature_feedback})")
+        reasons.append(
+            f"feature importance not compared: {n_fb} questions with feedback (minimum {th.min_feature_feedback})"
+        )
     if not enough_values:
         reasons.append(f"feature values not compared: {cur.n} current questions (minimum {th.min_current})")
     return _severity_kind("feature", signals, cur.n, details, reasons)
 
 
-def _summary(model: TagModel, sizes: dict[str, int], concept: KindResult, feature: KindResult,
-             label_free: dict[str, Any], emerging: list[tuple[str, int, int]]) -> dict[str, Any]:
+def _summary(
+    model: TagModel,
+    sizes: dict[str, int],
+    concept: KindResult,
+    feature: KindResult,
+    label_free: dict[str, Any],
+    emerging: list[tuple[str, int, int]],
+) -> dict[str, Any]:
     """The RunSummary table of the Evidently report: the kinds Evidently does not compute."""
 
     def fmt(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
-    rows = [[r.kind, fmt(r.score), fmt(r.threshold), "DRIFT" if r.detected else "ok",
-             "yes" if r.enough_data else "no", str(r.sample_size), "; ".join(r.reasons) or "-"]
-            for r in (concept, feature)]
+    rows = [
+        [
+            r.kind,
+            fmt(r.score),
+            fmt(r.threshold),
+            "DRIFT" if r.detected else "ok",
+            "yes" if r.enough_data else "no",
+            str(r.sample_size),
+            "; ".join(r.reasons) or "-",
+        ]
+        for r in (concept, feature)
+    ]
     current = label_free.get("current") or {}
-    rows.append(["label-free expected micro-F1", fmt(current.get("micro_f1")),
-                 fmt(label_free["expected_reference_micro_f1"]), "DROP" if label_free["detected"] else "ok", "-",
-                 str(sizes["current"]), f"drop {fmt(label_free['drop'])} (max {fmt(label_free['threshold'])})"])
+    rows.append(
+        [
+            "label-free expected micro-F1",
+            fmt(current.get("micro_f1")),
+            fmt(label_free["expected_reference_micro_f1"]),
+            "DROP" if label_free["detected"] else "ok",
+            "-",
+            str(sizes["current"]),
+            f"drop {fmt(label_free['drop'])} (max {fmt(label_free['threshold'])})",
+        ]
+    )
     if emerging:
-        rows.append(["emerging tags", "-", "-", "-", "-", str(sizes["feedback"]),
-                     ", ".join(f"{t} ({c})" for t, c, _ in emerging[:15])])
-    title = (f"tagwatch drift run: model {getattr(model, 'version', None) or '?'}, {sizes['current']} current / "
-             f"{sizes['reference']} reference questions, {sizes['feedback']} with feedback")
-    return {"title": title, "header": ["kind", "score", "threshold", "verdict", "enough data", "sample", "reasons"],
-            "rows": rows, "detected": int(concept.detected) + int(feature.detected)}
+        rows.append(
+            [
+                "emerging tags",
+                "-",
+                "-",
+                "-",
+                "-",
+                str(sizes["feedback"]),
+                ", ".join(f"{t} ({c})" for t, c, _ in emerging[:15]),
+            ]
+        )
+    title = (
+        f"tagwatch drift run: model {getattr(model, 'version', None) or '?'}, {sizes['current']} current / "
+        f"{sizes['reference']} reference questions, {sizes['feedback']} with feedback"
+    )
+    return {
+        "title": title,
+        "header": ["kind", "score", "threshold", "verdict", "enough data", "sample", "reasons"],
+        "rows": rows,
+        "detected": int(concept.detected) + int(feature.detected),
+    }

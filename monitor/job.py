@@ -365,4 +365,3 @@ class Monitor:
                 RunEntry(started_at=run.started_at, result=run.summary, report=run.report_path, decision=decision)
             )
         write_index(entries, self.settings.reports_dir)
-

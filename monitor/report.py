@@ -30,8 +30,9 @@ class RunEntry:
     decision: str | None = None  # what the policy made of it, e.g. "retrain" / "no action: cool-down"
 
     @classmethod
-    def from_result(cls, result: DriftResult, *, started_at: datetime, report: Path | str | None,
-                    decision: str | None = None) -> RunEntry:
+    def from_result(
+        cls, result: DriftResult, *, started_at: datetime, report: Path | str | None, decision: str | None = None
+    ) -> RunEntry:
         name = Path(report).name if report is not None else None
         return cls(started_at=started_at, result=result.to_dict(), report=name, decision=decision)
 
@@ -78,21 +79,26 @@ def write_index(runs: Sequence[RunEntry], reports_dir: Path) -> Path:
     rows = []
     for run in sorted(runs, key=lambda r: r.started_at, reverse=True):
         kinds = run.result.get("kinds", {})
-        cells = [f"<td>{_e(run.started_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC'))}</td>",
-                 f"<td>{_e(run.result.get('model_version') or '?')}</td>",
-                 f"<td class=num>{_e(run.result.get('sizes', {}).get('current', '-'))}</td>",
-                 f"<td class=num>{_e(run.result.get('sizes', {}).get('feedback', '-'))}</td>"]
+        cells = [
+            f"<td>{_e(run.started_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC'))}</td>",
+            f"<td>{_e(run.result.get('model_version') or '?')}</td>",
+            f"<td class=num>{_e(run.result.get('sizes', {}).get('current', '-'))}</td>",
+            f"<td class=num>{_e(run.result.get('sizes', {}).get('feedback', '-'))}</td>",
+        ]
         for kind in KINDS:
             cells.append(_kind_cell(kinds.get(kind)))
         cells.append(f"<td>{_e(run.decision or '')}</td>")
         link = f'<a href="{_e(run.report)}">report</a>' if run.report else "-"
         cells.append(f"<td>{link}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    header = "".join(f"<th>{_e(h)}</th>" for h in
-                     ["started", "model", "questions", "feedback", *KINDS, "decision", "report"])
-    body = (f"<p>{len(runs)} drift runs. A kind cell shows score / threshold; <b>DRIFT</b> when detected, "
-            "<i>(little data)</i> when the window was below its minimum size.</p>"
-            f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    header = "".join(
+        f"<th>{_e(h)}</th>" for h in ["started", "model", "questions", "feedback", *KINDS, "decision", "report"]
+    )
+    body = (
+        f"<p>{len(runs)} drift runs. A kind cell shows score / threshold; <b>DRIFT</b> when detected, "
+        "<i>(little data)</i> when the window was below its minimum size.</p>"
+        f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
     page = _page("tagwatch drift runs", body)
     return _write_atomic(reports_dir / INDEX_NAME, lambda tmp: tmp.write_text(page, encoding="utf-8"))
 
@@ -113,11 +119,14 @@ def _summary_html(result: dict[str, Any]) -> str:
     rows = []
     for kind in KINDS:
         k = result["kinds"][kind]
-        rows.append("<tr><td>" + _e(kind) + "</td>" + _kind_cell(k) + "<td>" + _e("; ".join(k["reasons"]) or "-")
-                    + "</td></tr>")
+        rows.append(
+            "<tr><td>" + _e(kind) + "</td>" + _kind_cell(k) + "<td>" + _e("; ".join(k["reasons"]) or "-") + "</td></tr>"
+        )
     sizes = ", ".join(f"{_e(k)}: {_e(v)}" for k, v in result["sizes"].items())
-    return (f"<p>{sizes}</p><table><thead><tr><th>kind</th><th>verdict</th><th>reasons</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table><p>The window was too small for the Evidently report.</p>")
+    return (
+        f"<p>{sizes}</p><table><thead><tr><th>kind</th><th>verdict</th><th>reasons</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table><p>The window was too small for the Evidently report.</p>"
+    )
 
 
 def _fmt(value: Any) -> str:

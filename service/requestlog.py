@@ -126,9 +126,7 @@ class PredictionRow:
         clean: list[dict[str, Any]] = []
         for i, item in enumerate(self.predicted):
             if not isinstance(item, dict) or set(item) != {"tag", "score"}:
-                raise ValueError(
-                    f"predicted[{i}] must be a dict with exactly the keys 'tag' and 'score': {item!r}"
-                )
+                raise ValueError(f"predicted[{i}] must be a dict with exactly the keys 'tag' and 'score': {item!r}")
             tag = _check_text(f"predicted[{i}].tag", item["tag"], allow_empty=False)
             score = item["score"]
             # numbers.Real: numpy scalars (float32 too) are fine, stored as plain floats.
@@ -404,7 +402,11 @@ def _is_permanent(exc: BaseException) -> bool:
         return False
     return isinstance(
         orig,
-        ValueError | TypeError | psycopg.DataError | psycopg.IntegrityError | sqlite3.DataError
+        ValueError
+        | TypeError
+        | psycopg.DataError
+        | psycopg.IntegrityError
+        | sqlite3.DataError
         | sqlite3.IntegrityError,
     )
 
@@ -555,8 +557,7 @@ class RequestLogWriter:
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():
-                log.error("request log writer did not finish within %.1fs: spilling what is left in memory",
-                          timeout)
+                log.error("request log writer did not finish within %.1fs: spilling what is left in memory", timeout)
         # Rows the thread did not take (never started, or stuck in a database call). Spilling a row the thread
         # then still writes is harmless: replays are idempotent.
         leftovers = self._drain_queue()
@@ -780,7 +781,9 @@ class RequestLogWriter:
             self._failing_since = time.monotonic()
             log.warning(
                 "request log: writing a batch of %d rows failed (%s: %s); keeping it, retrying with backoff",
-                len(self._batch), type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc) else "",
+                len(self._batch),
+                type(exc).__name__,
+                str(exc).strip().splitlines()[0] if str(exc) else "",
             )
         else:
             log.debug("request log: write failed again: %s", exc)
@@ -803,7 +806,9 @@ class RequestLogWriter:
                 assert isinstance(row, FeedbackRow)
                 log.error(
                     "request log: dropping feedback for request %s: no such request appeared in %.0fs: %s",
-                    row.request_id, self._orphan_timeout, json.dumps(encode_row(row)),
+                    row.request_id,
+                    self._orphan_timeout,
+                    json.dumps(encode_row(row)),
                 )
                 with self._lock:
                     self._stats.orphans_dropped += 1
@@ -950,8 +955,7 @@ class RequestLogWriter:
 
     def _reject(self, item: _Item, exc: BaseException) -> None:
         record = {"error": f"{type(exc).__name__}: {exc}", "row": encode_row(item.row)}
-        log.error("request log: the database refused a row; kept in %s: %s", self._rejected_path(),
-                  record["error"])
+        log.error("request log: the database refused a row; kept in %s: %s", self._rejected_path(), record["error"])
         with open(self._rejected_path(), "ab") as fh:
             fh.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
             os.fsync(fh.fileno())
@@ -962,10 +966,14 @@ class RequestLogWriter:
         self._resolve([item])
 
     def _reject_line(self, path: Path, line: bytes, exc: BaseException) -> None:
-        log.error("request log: unreadable line in spill file %s (%s); kept in %s", path.name, exc,
-                  self._rejected_path())
-        record = {"error": f"{type(exc).__name__}: {exc}", "file": path.name,
-                  "line": line.decode("utf-8", errors="replace")}
+        log.error(
+            "request log: unreadable line in spill file %s (%s); kept in %s", path.name, exc, self._rejected_path()
+        )
+        record = {
+            "error": f"{type(exc).__name__}: {exc}",
+            "file": path.name,
+            "line": line.decode("utf-8", errors="replace"),
+        }
         with open(self._rejected_path(), "ab") as fh:
             fh.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
             os.fsync(fh.fileno())
@@ -1024,8 +1032,10 @@ class RequestLogWriter:
                 st.insert_rows += inserted
             st.copy_fallbacks += int(fallback)
         if len(preds) > inserted:
-            log.info("request log: %d prediction rows were already stored (a retried or replayed batch)",
-                     len(preds) - inserted)
+            log.info(
+                "request log: %d prediction rows were already stored (a retried or replayed batch)",
+                len(preds) - inserted,
+            )
         if self._metrics is not None:
             if inserted:
                 self._metrics.log_rows_written.labels(table=PREDICTIONS).inc(inserted)
@@ -1063,8 +1073,16 @@ class RequestLogWriter:
                 with raw.cursor() as cur, cur.copy(_COPY_SQL) as copy:
                     for r in rows:
                         copy.write_row(
-                            (r.id, r.created_at, r.title, r.body, r.body_format,
-                             json.dumps(r.predicted, ensure_ascii=False), r.model_version, r.latency_seconds)
+                            (
+                                r.id,
+                                r.created_at,
+                                r.title,
+                                r.body,
+                                r.body_format,
+                                json.dumps(r.predicted, ensure_ascii=False),
+                                r.model_version,
+                                r.latency_seconds,
+                            )
                         )
                 savepoint.commit()
                 return len(rows), True, False
@@ -1078,8 +1096,13 @@ class RequestLogWriter:
         stmt = insert.on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
         params = [
             {
-                "id": r.id, "created_at": r.created_at, "title": r.title, "body": r.body,
-                "body_format": r.body_format, "predicted": r.predicted, "model_version": r.model_version,
+                "id": r.id,
+                "created_at": r.created_at,
+                "title": r.title,
+                "body": r.body,
+                "body_format": r.body_format,
+                "predicted": r.predicted,
+                "model_version": r.model_version,
                 "latency_seconds": r.latency_seconds,
             }
             for r in rows
@@ -1117,8 +1140,7 @@ class RequestLogWriter:
             where=table.c.received_at <= insert.excluded.received_at,
         )
         params = [
-            {"request_id": r.request_id, "tags": list(r.tags), "received_at": r.received_at}
-            for r in latest.values()
+            {"request_id": r.request_id, "tags": list(r.tags), "received_at": r.received_at} for r in latest.values()
         ]
         conn.execute(stmt, params)
 

@@ -16,7 +16,6 @@ TAG_PATTERN = r"^[\w#+.\-]{1,35}$"
 REQUEST_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 
-
 def _no_nul(value: str) -> str:
     # PostgreSQL text cannot hold NUL; no real question contains one.
     if "\x00" in value:
@@ -42,7 +41,7 @@ RequestId = Annotated[str, BeforeValidator(_normalized), StringConstraints(patte
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strict=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class Question(_Strict):

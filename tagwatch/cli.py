@@ -217,7 +217,7 @@ def replay(
                 feedback_delay=feedback_delay,
                 seed=seed,
                 max_seconds=max_seconds,
-                on_answer=lambda _: bar.update(1),
+                on_answer=lambda _: _tick(bar),
             )
         )
     result = summary.to_dict()
@@ -393,6 +393,10 @@ def demo(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[int
     serve(host=host, port=port)
 
 
+def _tick(bar: Any) -> None:
+    bar.update(1)
+
+
 def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -404,4 +408,4 @@ def main() -> None:  # pragma: no cover - console entry point
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -288,9 +288,7 @@ def _csv_records(reader: Iterator[list[str]], path: Path) -> Iterator[list[str] 
 
 
 @contextmanager
-def _open_csv(
-    path: Path, *, lenient_encoding: bool
-) -> Iterator[tuple[list[str], Iterator[list[str] | None]]]:
+def _open_csv(path: Path, *, lenient_encoding: bool) -> Iterator[tuple[list[str], Iterator[list[str] | None]]]:
     """Header (as given) and record iterator of a CSV file."""
     with _open_binary(path) as binary:
         lines: Iterable[str]
@@ -361,8 +359,10 @@ def detect_file_format(path: Path | str, *, tags_path: Path | str | None = None)
     if set(_STACKSAMPLE_REQUIRED) <= columns:
         if _find_tags_file(path) is not None:
             return "stacksample"
-        raise ValueError(f"{path}: looks like a StackSample Questions.csv (no Tags column) but there is no "
-                         "Tags.csv beside it; pass tags_path")
+        raise ValueError(
+            f"{path}: looks like a StackSample Questions.csv (no Tags column) but there is no "
+            "Tags.csv beside it; pass tags_path"
+        )
     raise ValueError(f"{path}: unknown question file format (columns {header}); expected one of {FORMATS}")
 
 
@@ -370,15 +370,30 @@ def detect_file_format(path: Path | str, *, tags_path: Path | str | None = None)
 
 
 def _question(
-    raw_id: str, *, allow_hash: bool, date: str | None, title: str, body: str, body_format: str,
-    tags: tuple[str, ...] | str, tag_syntax: str, score: str | None,
+    raw_id: str,
+    *,
+    allow_hash: bool,
+    date: str | None,
+    title: str,
+    body: str,
+    body_format: str,
+    tags: tuple[str, ...] | str,
+    tag_syntax: str,
+    score: str | None,
 ) -> Question:
     qid = _parse_id(raw_id, allow_hash=allow_hash)
     if not title.strip():
         raise RowRejected(NO_TITLE)
     parsed_tags = tags if isinstance(tags, tuple) else parse_tags(tags, syntax=tag_syntax)
-    return Question(id=qid, created_at=parse_date(date), title=title, body=body, body_format=body_format,
-                    tags=parsed_tags, score=_parse_score(score))
+    return Question(
+        id=qid,
+        created_at=parse_date(date),
+        title=title,
+        body=body,
+        body_format=body_format,
+        tags=parsed_tags,
+        score=_parse_score(score),
+    )
 
 
 def _html_format(body: str) -> str:
@@ -401,9 +416,17 @@ def _bundled_records(path: Path) -> Iterator[Question | str]:
                 yield BAD_BODY_FORMAT
                 continue
             try:
-                yield _question(row[i_id], allow_hash=True, date=row[i_date], title=row[i_title], body=body,
-                                body_format=body_format, tags=row[i_tags], tag_syntax="space",
-                                score=row[i_score] if i_score is not None else None)
+                yield _question(
+                    row[i_id],
+                    allow_hash=True,
+                    date=row[i_date],
+                    title=row[i_title],
+                    body=body,
+                    body_format=body_format,
+                    tags=row[i_tags],
+                    tag_syntax="space",
+                    score=row[i_score] if i_score is not None else None,
+                )
             except RowRejected as rej:
                 yield rej.reason
 
@@ -423,9 +446,17 @@ def _sede_records(path: Path) -> Iterator[Question | str]:
                 continue
             body = row[i_body]
             try:
-                yield _question(row[i_id], allow_hash=False, date=row[i_date], title=row[i_title], body=body,
-                                body_format=_html_format(body), tags=row[i_tags], tag_syntax="markup",
-                                score=row[i_score] if i_score is not None else None)
+                yield _question(
+                    row[i_id],
+                    allow_hash=False,
+                    date=row[i_date],
+                    title=row[i_title],
+                    body=body,
+                    body_format=_html_format(body),
+                    tags=row[i_tags],
+                    tag_syntax="markup",
+                    score=row[i_score] if i_score is not None else None,
+                )
             except RowRejected as rej:
                 yield rej.reason
 
@@ -449,8 +480,12 @@ class _TagTable:
             i_id, i_tag, width = col["id"], col["tag"], len(header)
             for row in records:
                 # An id must fit the int64 array (18 digits do; Stack Overflow's have 8).
-                if (row is None or len(row) != width or not _NUMERIC_ID.fullmatch(row[i_id].strip())
-                        or len(row[i_id].strip()) > 18):
+                if (
+                    row is None
+                    or len(row) != width
+                    or not _NUMERIC_ID.fullmatch(row[i_id].strip())
+                    or len(row[i_id].strip()) > 18
+                ):
                     report.reject(TAGS_FILE_MALFORMED)
                     continue
                 tag = row[i_tag].strip().lower()
@@ -515,9 +550,17 @@ def _stacksample_records(path: Path, tags_path: Path, report: LoadReport) -> Ite
                     raise RowRejected(NO_TITLE)
                 if isinstance(tags, str):
                     raise RowRejected(tags)
-                yield _question(qid, allow_hash=False, date=row[i_date], title=row[i_title], body=body,
-                                body_format=_html_format(body), tags=tags, tag_syntax="space",
-                                score=row[i_score] if i_score is not None else None)
+                yield _question(
+                    qid,
+                    allow_hash=False,
+                    date=row[i_date],
+                    title=row[i_title],
+                    body=body,
+                    body_format=_html_format(body),
+                    tags=tags,
+                    tag_syntax="space",
+                    score=row[i_score] if i_score is not None else None,
+                )
             except RowRejected as rej:
                 yield rej.reason
     orphans = table.unused()
@@ -561,9 +604,17 @@ def _post(attrib: dict[str, str]) -> Question | str:
         return NOT_A_QUESTION
     body = attrib.get("Body", "")
     try:
-        return _question(attrib.get("Id", ""), allow_hash=False, date=attrib.get("CreationDate"),
-                         title=attrib.get("Title", ""), body=body, body_format=_html_format(body),
-                         tags=attrib.get("Tags", ""), tag_syntax="markup", score=attrib.get("Score"))
+        return _question(
+            attrib.get("Id", ""),
+            allow_hash=False,
+            date=attrib.get("CreationDate"),
+            title=attrib.get("Title", ""),
+            body=body,
+            body_format=_html_format(body),
+            tags=attrib.get("Tags", ""),
+            tag_syntax="markup",
+            score=attrib.get("Score"),
+        )
     except RowRejected as rej:
         return rej.reason
 
@@ -680,8 +731,9 @@ def _counted(records: Iterator[Question | str], report: LoadReport) -> Iterator[
 
 def describe_report(report: LoadReport) -> str:
     reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(report.rejected.items()))
-    return (f"{report.source}: read {report.rows_read}, kept {report.rows_kept}, "
-            f"rejected {report.rows_rejected}" + (f" ({reasons})" if reasons else ""))
+    return f"{report.source}: read {report.rows_read}, kept {report.rows_kept}, rejected {report.rows_rejected}" + (
+        f" ({reasons})" if reasons else ""
+    )
 
 
 def load_questions(
@@ -718,15 +770,17 @@ def to_frame(questions: Iterable[Question]) -> pd.DataFrame:
     import pandas as pd
 
     qs = list(questions)
-    return pd.DataFrame({
-        "id": pd.Series([q.id for q in qs], dtype=object),
-        "created_at": pd.to_datetime(pd.Series([q.created_at for q in qs], dtype=object), utc=True),
-        "title": pd.Series([q.title for q in qs], dtype=object),
-        "body": pd.Series([q.body for q in qs], dtype=object),
-        "body_format": pd.Series([q.body_format for q in qs], dtype=object),
-        "tags": pd.Series([" ".join(q.tags) for q in qs], dtype=object),
-        "score": pd.Series([q.score for q in qs], dtype="Int64"),
-    })
+    return pd.DataFrame(
+        {
+            "id": pd.Series([q.id for q in qs], dtype=object),
+            "created_at": pd.to_datetime(pd.Series([q.created_at for q in qs], dtype=object), utc=True),
+            "title": pd.Series([q.title for q in qs], dtype=object),
+            "body": pd.Series([q.body for q in qs], dtype=object),
+            "body_format": pd.Series([q.body_format for q in qs], dtype=object),
+            "tags": pd.Series([" ".join(q.tags) for q in qs], dtype=object),
+            "score": pd.Series([q.score for q in qs], dtype="Int64"),
+        }
+    )
 
 
 def _frame_date(value: object) -> datetime | None:
@@ -765,17 +819,31 @@ def from_frame(df: pd.DataFrame) -> list[Question]:
     formats = df["body_format"].tolist() if "body_format" in df.columns else [None] * n
     scores = df["score"].astype(object).tolist() if "score" in df.columns else [None] * n
     out: list[Question] = []
-    rows = zip(df["id"].tolist(), df["created_at"].astype(object).tolist(), df["title"].tolist(),
-               df["body"].tolist(), formats, df["tags"].tolist(), scores, strict=True)
+    rows = zip(
+        df["id"].tolist(),
+        df["created_at"].astype(object).tolist(),
+        df["title"].tolist(),
+        df["body"].tolist(),
+        formats,
+        df["tags"].tolist(),
+        scores,
+        strict=True,
+    )
     for i, (qid, created, title, body, body_format, tags, score) in enumerate(rows):
         try:
             tag_list = tags.split() if isinstance(tags, str) else list(tags)
             body = "" if body is None or (isinstance(body, float) and body != body) else str(body)
-            out.append(Question(
-                id=str(qid), created_at=_frame_date(created), title=str(title), body=body,
-                body_format=str(body_format) if body_format is not None else detect_format(body),
-                tags=normalize_tags(tag_list) if tag_list else (), score=_frame_score(score),
-            ))
+            out.append(
+                Question(
+                    id=str(qid),
+                    created_at=_frame_date(created),
+                    title=str(title),
+                    body=body,
+                    body_format=str(body_format) if body_format is not None else detect_format(body),
+                    tags=normalize_tags(tag_list) if tag_list else (),
+                    score=_frame_score(score),
+                )
+            )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"frame row {i} (id {qid!r}): {exc}") from exc
     return out
@@ -802,8 +870,18 @@ def write_questions_csv(questions: Iterable[Question], path: Path | str, *, sour
                 writer = csv.writer(text)
                 writer.writerow(BUNDLED_COLUMNS)
                 for q in questions:
-                    writer.writerow([q.id, format_date(q.created_at), q.title, q.body, " ".join(q.tags),
-                                     "" if q.score is None else q.score, source, q.body_format])
+                    writer.writerow(
+                        [
+                            q.id,
+                            format_date(q.created_at),
+                            q.title,
+                            q.body,
+                            " ".join(q.tags),
+                            "" if q.score is None else q.score,
+                            source,
+                            q.body_format,
+                        ]
+                    )
                     count += 1
                 if gz is not None:
                     text.flush()

@@ -20,12 +20,12 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    Integer,
     DateTime,
     Dialect,
     Engine,
     Float,
     ForeignKey,
+    Integer,
     MetaData,
     String,
     Text,
@@ -392,9 +392,7 @@ def get_request(session: Session, *, request_id: str) -> PredictionRequest | Non
 def request_exists(engine: Engine, *, request_id: str) -> bool:
     """Whether a request with this id is in the database (rows still queued in a writer are not)."""
     with engine.connect() as conn:
-        found = conn.execute(
-            select(PredictionRequest.id).where(PredictionRequest.id == request_id).limit(1)
-        ).first()
+        found = conn.execute(select(PredictionRequest.id).where(PredictionRequest.id == request_id).limit(1)).first()
     return found is not None
 
 

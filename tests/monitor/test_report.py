@@ -30,15 +30,20 @@ def drifted(questions: list[Question], small_model: TagModel) -> DriftResult:
     """A real run: an all-years reference against questions from 2022 on, with feedback."""
     reference = questions[:800]
     recent = [q for q in questions[800:] if q.created_at is not None and q.created_at.year >= 2022][:300]
-    return detect_drift(prepare(DriftInput(reference, [q.tags for q in reference]), small_model),
-                        DriftInput(recent, [q.tags for q in recent]), small_model, BASELINE)
+    return detect_drift(
+        prepare(DriftInput(reference, [q.tags for q in reference]), small_model),
+        DriftInput(recent, [q.tags for q in recent]),
+        small_model,
+        BASELINE,
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny(questions: list[Question], small_model: TagModel) -> DriftResult:
     reference = questions[:300]
-    return detect_drift(DriftInput(reference, [q.tags for q in reference]), DriftInput(questions[300:305]),
-                        small_model, BASELINE)
+    return detect_drift(
+        DriftInput(reference, [q.tags for q in reference]), DriftInput(questions[300:305]), small_model, BASELINE
+    )
 
 
 def test_report_is_the_evidently_run(drifted: DriftResult, tmp_path: Path) -> None:
@@ -72,8 +77,11 @@ def test_index_lists_runs_newest_first(drifted: DriftResult, tiny: DriftResult, 
     for i, result in enumerate([tiny, drifted]):
         at = start + timedelta(hours=i)
         path = write_report(result, tmp_path / report_filename(at))
-        entries.append(RunEntry.from_result(result, started_at=at, report=path,
-                                            decision="retrain" if result.detected_kinds else None))
+        entries.append(
+            RunEntry.from_result(
+                result, started_at=at, report=path, decision="retrain" if result.detected_kinds else None
+            )
+        )
     index = write_index(entries, tmp_path)
     assert index == tmp_path / INDEX_NAME
     page = index.read_text(encoding="utf-8")
@@ -95,9 +103,12 @@ def test_index_lists_runs_newest_first(drifted: DriftResult, tiny: DriftResult, 
 
 
 def test_index_escapes_and_tolerates_missing_reports(tiny: DriftResult, tmp_path: Path) -> None:
-    entry = RunEntry(started_at=datetime(2024, 1, 1, tzinfo=UTC),
-                     result={**tiny.to_dict(), "model_version": "<script>x</script>"}, report=None,
-                     decision="a & b")
+    entry = RunEntry(
+        started_at=datetime(2024, 1, 1, tzinfo=UTC),
+        result={**tiny.to_dict(), "model_version": "<script>x</script>"},
+        report=None,
+        decision="a & b",
+    )
     page = write_index([entry], tmp_path).read_text(encoding="utf-8")
     assert "<script>x" not in page
     assert "&lt;script&gt;x" in page

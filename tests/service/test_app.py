@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from tagwatch.model import TagModel
 
 from service.app import create_app
+from tagwatch.model import TagModel
 from tagwatch.settings import Settings
 from tests.support import InMemorySource
 

@@ -180,9 +180,7 @@ def test_copy_falls_back_when_ids_are_already_stored(
         engine.dispose()
 
 
-def test_feedback_is_idempotent_and_latest_wins(
-    engine: Engine, make_writer: Callable[..., RequestLogWriter]
-) -> None:
+def test_feedback_is_idempotent_and_latest_wins(engine: Engine, make_writer: Callable[..., RequestLogWriter]) -> None:
     writer = make_writer(engine)
     writer.start()
     req = prediction(1)
@@ -361,8 +359,9 @@ def test_damaged_spill_file_is_replayed_and_bad_lines_kept_aside(
     assert sample(metrics, "tagwatch_request_log_spill_pending_rows") == 0
 
 
-def test_spill_dir_failure_never_raises(engine: Engine, make_writer: Callable[..., RequestLogWriter],
-                                        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_spill_dir_failure_never_raises(
+    engine: Engine, make_writer: Callable[..., RequestLogWriter], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     writer = make_writer(engine, queue_size=1, spill_dir=blocker / "spill")
@@ -375,36 +374,76 @@ def test_spill_dir_failure_never_raises(engine: Engine, make_writer: Callable[..
 
 def test_rows_are_validated_in_the_caller() -> None:
     with pytest.raises(ValueError, match="naive"):
-        PredictionRow(id="a" * 32, created_at=datetime(2025, 1, 1), title="t", body="", predicted=[],
-                      model_version=None, latency_seconds=0.1)
+        PredictionRow(
+            id="a" * 32,
+            created_at=datetime(2025, 1, 1),
+            title="t",
+            body="",
+            predicted=[],
+            model_version=None,
+            latency_seconds=0.1,
+        )
     with pytest.raises(ValueError, match="NUL"):
-        PredictionRow(id="a" * 32, created_at=T0, title="t\x00", body="", predicted=[], model_version=None,
-                      latency_seconds=0.1)
+        PredictionRow(
+            id="a" * 32, created_at=T0, title="t\x00", body="", predicted=[], model_version=None, latency_seconds=0.1
+        )
     with pytest.raises(ValueError, match="Unicode"):
-        PredictionRow(id="a" * 32, created_at=T0, title="t", body="\ud800", predicted=[], model_version=None,
-                      latency_seconds=0.1)
+        PredictionRow(
+            id="a" * 32, created_at=T0, title="t", body="\ud800", predicted=[], model_version=None, latency_seconds=0.1
+        )
     with pytest.raises(ValueError, match="score"):
-        PredictionRow(id="a" * 32, created_at=T0, title="t", body="", model_version=None, latency_seconds=0.1,
-                      predicted=[{"tag": "python", "score": float("nan")}])
+        PredictionRow(
+            id="a" * 32,
+            created_at=T0,
+            title="t",
+            body="",
+            model_version=None,
+            latency_seconds=0.1,
+            predicted=[{"tag": "python", "score": float("nan")}],
+        )
     with pytest.raises(ValueError, match="keys"):
-        PredictionRow(id="a" * 32, created_at=T0, title="t", body="", model_version=None, latency_seconds=0.1,
-                      predicted=[{"tag": "python"}])
+        PredictionRow(
+            id="a" * 32,
+            created_at=T0,
+            title="t",
+            body="",
+            model_version=None,
+            latency_seconds=0.1,
+            predicted=[{"tag": "python"}],
+        )
     with pytest.raises(ValueError, match="latency"):
-        PredictionRow(id="a" * 32, created_at=T0, title="t", body="", predicted=[], model_version=None,
-                      latency_seconds=-1)
+        PredictionRow(
+            id="a" * 32, created_at=T0, title="t", body="", predicted=[], model_version=None, latency_seconds=-1
+        )
     with pytest.raises(ValueError, match="at most 64"):
-        PredictionRow(id="a" * 65, created_at=T0, title="t", body="", predicted=[], model_version=None,
-                      latency_seconds=0)
+        PredictionRow(
+            id="a" * 65, created_at=T0, title="t", body="", predicted=[], model_version=None, latency_seconds=0
+        )
     with pytest.raises(ValueError, match="body_format"):
-        PredictionRow(id="a" * 32, created_at=T0, title="t", body="", predicted=[], model_version=None,
-                      latency_seconds=0, body_format="pdf")
+        PredictionRow(
+            id="a" * 32,
+            created_at=T0,
+            title="t",
+            body="",
+            predicted=[],
+            model_version=None,
+            latency_seconds=0,
+            body_format="pdf",
+        )
     with pytest.raises(TypeError, match="list of str"):
         FeedbackRow(request_id="a" * 32, tags="python", received_at=T0)
     with pytest.raises(ValueError, match="empty"):
         FeedbackRow(request_id="a" * 32, tags=["python", " "], received_at=T0)
     # What a model hands back: numpy scalars, stored as plain floats.
-    np_row = PredictionRow(id="a" * 32, created_at=T0, title="t", body="", model_version=None,
-                           latency_seconds=np.float64(0.25), predicted=[{"tag": "python", "score": np.float32(0.5)}])
+    np_row = PredictionRow(
+        id="a" * 32,
+        created_at=T0,
+        title="t",
+        body="",
+        model_version=None,
+        latency_seconds=np.float64(0.25),
+        predicted=[{"tag": "python", "score": np.float32(0.5)}],
+    )
     assert np_row.predicted == [{"tag": "python", "score": 0.5}]
     assert type(np_row.predicted[0]["score"]) is float
     assert type(np_row.latency_seconds) is float

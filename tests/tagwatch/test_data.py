@@ -54,8 +54,9 @@ STACKSAMPLE = FIXTURES / "stacksample" / "Questions.csv"
 TITLE_ONLY = BUNDLED_DATA.with_name("questions_title_only.csv.gz")
 
 
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
-        microsecond: int = 0) -> datetime:
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0
+) -> datetime:
     return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
@@ -87,9 +88,7 @@ def test_parse_date_gives_aware_utc(raw: str | None, expected: datetime | None) 
         assert parsed.tzinfo is UTC
 
 
-@pytest.mark.parametrize(
-    "raw", ["03/02/2014 17:05", "yesterday", "2014-13-01", "2014-02-30T10:00:00Z", "1393779912"]
-)
+@pytest.mark.parametrize("raw", ["03/02/2014 17:05", "yesterday", "2014-13-01", "2014-02-30T10:00:00Z", "1393779912"])
 def test_parse_date_rejects_what_it_would_have_to_guess(raw: str) -> None:
     with pytest.raises(RowRejected) as info:
         parse_date(raw)
@@ -107,9 +106,7 @@ def test_parse_date_rejects_what_it_would_have_to_guess(raw: str) -> None:
         ("|asp.net-mvc-3|node.js|", "markup", ("asp.net-mvc-3", "node.js")),
     ],
 )
-def test_parse_tags_lowercases_and_deduplicates_in_order(
-    raw: str, syntax: str, expected: tuple[str, ...]
-) -> None:
+def test_parse_tags_lowercases_and_deduplicates_in_order(raw: str, syntax: str, expected: tuple[str, ...]) -> None:
     assert parse_tags(raw, syntax=syntax) == expected
 
 
@@ -208,8 +205,15 @@ def test_bundled_fixture_keeps_good_rows_and_counts_every_bad_one() -> None:
     assert report.rows_read == 17
     assert report.rows_kept == len(questions) == 7
     assert report.rejected == {
-        NO_TITLE: 1, NO_TAGS: 1, BAD_DATE: 1, DUPLICATE_ID: 1, BAD_TAGS: 1, MALFORMED_ROW: 2, BAD_SCORE: 1,
-        BAD_ID: 1, BAD_BODY_FORMAT: 1,
+        NO_TITLE: 1,
+        NO_TAGS: 1,
+        BAD_DATE: 1,
+        DUPLICATE_ID: 1,
+        BAD_TAGS: 1,
+        MALFORMED_ROW: 2,
+        BAD_SCORE: 1,
+        BAD_ID: 1,
+        BAD_BODY_FORMAT: 1,
     }
     assert report.rows_read == report.rows_kept + report.rows_rejected
     # The row after the one with a stray quote is read normally.
@@ -332,7 +336,11 @@ def check_stacksample(questions: list[Question], report: LoadReport) -> None:
     assert report.rows_read == 6
     assert report.rows_kept == 3
     assert report.rejected == {
-        NO_TAGS: 1, NO_TITLE: 1, BAD_TAGS: 1, TAGS_FILE_MALFORMED: 1, TAGS_FILE_ORPHAN: 1,
+        NO_TAGS: 1,
+        NO_TITLE: 1,
+        BAD_TAGS: 1,
+        TAGS_FILE_MALFORMED: 1,
+        TAGS_FILE_ORPHAN: 1,
     }
     q = by_id(questions)
     assert [x.id for x in questions] == ["80", "90", "120"]
@@ -341,7 +349,7 @@ def check_stacksample(questions: list[Question], report: LoadReport) -> None:
     assert q["90"].tags == ("svn", "tortoisesvn", "branch", "branching-and-merging")
     assert q["120"].tags == ("sql", "asp.net", "sitemap")
     assert q["90"].body == "<p>Café résumé naïve ½</p>"
-    assert q["80"].body.startswith('<p>I\'ve written a database generation script in <a href="http://en.wiki')
+    assert q["80"].body.startswith("<p>I've written a database generation script in <a href=\"http://en.wiki")
     assert "\r\n\r\n<pre><code>Create Table tRole (" in q["80"].body
     assert q["80"].created_at == utc(2008, 8, 1, 13, 57, 7)
     assert q["80"].score == 26
@@ -412,9 +420,11 @@ def write_posts(path: Path, n: int, *, body_chars: int, truncated: bool = False)
         f.write('<?xml version="1.0" encoding="utf-8"?>\n<posts>\n')
         for i in range(1, n + 1):
             kind = 1 if i % 3 else 2  # every third post an answer
-            f.write(f'  <row Id="{i}" PostTypeId="{kind}" CreationDate="2010-01-01T00:00:{i % 60:02d}.000" '
-                    f'Score="1" Body="{body}" Title="Question {i}" '
-                    f'Tags="&lt;python&gt;&lt;t{i % 50}&gt;" />\n')
+            f.write(
+                f'  <row Id="{i}" PostTypeId="{kind}" CreationDate="2010-01-01T00:00:{i % 60:02d}.000" '
+                f'Score="1" Body="{body}" Title="Question {i}" '
+                f'Tags="&lt;python&gt;&lt;t{i % 50}&gt;" />\n'
+            )
         if truncated:
             f.write('  <row Id="0" PostTypeId="1" Title="cut off')
         else:
@@ -479,8 +489,16 @@ def test_frame_round_trip() -> None:
 
 
 def test_from_frame_accepts_string_dates_and_refuses_nonsense() -> None:
-    df = pd.DataFrame({"id": ["1"], "created_at": ["2014-03-02T17:05:12Z"], "title": ["t"], "body": [""],
-                       "tags": ["Python"], "score": [3.0]})
+    df = pd.DataFrame(
+        {
+            "id": ["1"],
+            "created_at": ["2014-03-02T17:05:12Z"],
+            "title": ["t"],
+            "body": [""],
+            "tags": ["Python"],
+            "score": [3.0],
+        }
+    )
     [q] = from_frame(df)
     assert q.created_at == utc(2014, 3, 2, 17, 5, 12)
     assert q.tags == ("python",)
@@ -530,8 +548,9 @@ def main_file() -> tuple[list[Question], LoadReport, float]:
     return questions, report, time.perf_counter() - started
 
 
-def check_bundled(path: Path, questions: list[Question], report: LoadReport, *, rows: int, dated: int,
-                  real_ids: int) -> None:
+def check_bundled(
+    path: Path, questions: list[Question], report: LoadReport, *, rows: int, dated: int, real_ids: int
+) -> None:
     assert report.rows_read == report.rows_kept == len(questions) == rows
     assert report.rejected == {}
     assert sum(q.created_at is not None for q in questions) == dated
