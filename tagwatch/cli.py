@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tagwatch.settings import get_settings
+from tagwatch.settings import Settings, get_settings
 
 app = typer.Typer(
     help="tagwatch: tag suggestions for Stack Overflow questions, kept healthy in production.",
@@ -380,17 +380,40 @@ def migrate() -> None:
 
 
 @app.command()
-def demo(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[int, typer.Option()] = 8000) -> None:
-    """Train a first model when the registry has none, then serve it."""
-    _setup_logging()
-    from tagwatch.registry import Registry
+def demo(
+    window: Annotated[int, typer.Option(min=100, help="Questions per window.")] = 500,
+    max_train: Annotated[
+        int | None,
+        typer.Option(
+            min=500, help="Train the first model on at most this many questions (default: all before May 2018)."
+        ),
+    ] = None,
+) -> None:
+    """The whole loop on this machine: train, serve, replay real questions, monitor, detect, retrain, promote."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from tagwatch.demo import DemoPlan, run_demo
 
-    settings = get_settings()
-    registry = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
-    if registry.champion_version() is None:
-        typer.echo("No champion yet: training one on the bundled data (a few minutes on 2 cores)...")
-        train(data=None, since=None, until=None, as_json=False, champion=None)
-    serve(host=host, port=port)
+    base = get_settings()
+    settings = Settings(
+        **{
+            **base.model_dump(),
+            # The demo's own scale: one monitor window per replayed window, a quick reload and flush.
+            "window_size": window,
+            "min_window": window,
+            "reload_interval_seconds": 0.5,
+            "log_flush_interval_seconds": 0.1,
+            "retrain_window": 8 * window,
+        }
+    )
+    typer.echo(f"tagwatch demo: state in {settings.home}")
+    result = run_demo(settings, DemoPlan(window=window, max_train=max_train), echo=typer.echo)
+    promoted = [r for r in result.timeline if r.retrain and r.retrain.startswith("promoted")]
+    typer.echo(
+        f"done in {result.seconds:.0f} s: {len(result.timeline)} windows, "
+        f"{sum(1 for r in result.timeline if r.retrain)} retrain(s), {len(promoted)} promoted"
+    )
+    typer.echo(f"plot:    {result.plot}")
+    typer.echo(f"reports: {result.reports_index}")
 
 
 def _tick(bar: Any) -> None:
