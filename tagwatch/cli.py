@@ -383,11 +383,9 @@ def migrate() -> None:
 def demo(
     window: Annotated[int, typer.Option(min=100, help="Questions per window.")] = 500,
     max_train: Annotated[
-        int | None,
-        typer.Option(
-            min=500, help="Train the first model on at most this many questions (default: all before May 2018)."
-        ),
-    ] = None,
+        int,
+        typer.Option(min=500, help="Train the first model on a sample of this many questions created before May 2018."),
+    ] = 15_000,
 ) -> None:
     """The whole loop on this machine: train, serve, replay real questions, monitor, detect, retrain, promote."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
