@@ -6,7 +6,7 @@ the validation part. Nothing else is seen, so hold-outs split off beforehand by 
 
 The per-tag scorer is a LinearSVC on NB-scaled features (NBSVM, Wang & Manning 2012): each feature is multiplied
 by the log-ratio of its weight in the tag's questions vs the others before the SVM sees it; the ratio is folded
-back into the weights afterwards, so scoring stays one ``X @ W.T``. It gained +0.4 (random) and +1.5 (time
+back into the weights afterwards, so scoring stays one ``X @ W.T``. It gained +0.4 (random) and +2.7 (time
 hold-out) micro-F1 points over the plain LinearSVC (bench/results/model_quality.md).
 """
 
