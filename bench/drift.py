@@ -219,8 +219,9 @@ def _markdown(
     lines = [
         "# Drift detection benchmark",
         "",
-        f"Measured {meta['date']} on {meta['machine']} ({meta['cores']} cores, load average at start "
-        f"{meta['load']}); model: {meta['model']}. Produced by `.venv/bin/python -m bench.drift`.",
+        f"Measured {meta['date']} on {meta['machine']} ({meta['cores']} cores shared with other jobs: load average "
+        f"{meta['load']} at the start, {meta['load_end']} at the end); model: {meta['model']}. Produced by "
+        "`.venv/bin/python -m bench.drift`.",
         "",
         "## Speed: one full drift run (all kinds + HTML report), 10k x 10k questions",
         "",
@@ -374,6 +375,7 @@ def main() -> None:
         "machine": platform.machine(),
         "cores": os.cpu_count(),
         "load": f"{load:.1f}",
+        "load_end": f"{os.getloadavg()[0]:.1f}",
         "import_seconds": import_seconds,
         "model": f"train_model on {len(train)} random questions, top {len(model.tags)} tags "
         f"(trained in {train_seconds:.0f} s), hold-out micro-F1 {baseline.micro_f1:.3f}",
