@@ -199,7 +199,7 @@ def test_feedback_is_idempotent_and_latest_wins(engine: Engine, make_writer: Cal
     writer.submit_feedback(feedback(req.id, ["python", "pandas"], at=T0 + timedelta(hours=1)))
     assert writer.flush(10)
     assert stored_feedback(engine) == {req.id: ["python", "pandas"]}
-    assert count_rows(engine) == {"prediction_requests": 1, "feedback": 1}
+    assert count_rows(engine) == {"prediction_requests": 1, "feedback": 1, "drift_runs": 0}
 
 
 def test_feedback_in_the_same_batch_as_its_request(

@@ -55,7 +55,7 @@ def test_upgrade_to_head_twice_from_any_directory(
         assert {"prediction_requests", "feedback", "alembic_version"} <= tables
         indexes = {ix["name"] for ix in inspect(engine).get_indexes("prediction_requests")}
         assert "ix_prediction_requests_created_at" in indexes
-        assert count_rows(engine) == {"prediction_requests": 0, "feedback": 0}
+        assert count_rows(engine) == {"prediction_requests": 0, "feedback": 0, "drift_runs": 0}
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
     finally:
@@ -135,7 +135,7 @@ def test_rows_round_trip(database_url: str) -> None:
             assert get_request(session, request_id="0" * 32) is None
         assert request_exists(engine, request_id=request_id)
         assert not request_exists(engine, request_id="0" * 32)
-        assert count_rows(engine) == {"prediction_requests": 1, "feedback": 1}
+        assert count_rows(engine) == {"prediction_requests": 1, "feedback": 1, "drift_runs": 0}
     finally:
         engine.dispose()
 
@@ -222,7 +222,7 @@ def test_in_memory_sqlite_migrated_through_its_engine() -> None:
         with Session(engine) as session:
             session.add(_request(0))
             session.commit()
-        assert count_rows(engine) == {"prediction_requests": 1, "feedback": 0}
+        assert count_rows(engine) == {"prediction_requests": 1, "feedback": 0, "drift_runs": 0}
         with engine.connect() as conn:  # migrating switched enforcement off only for the migration itself
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
