@@ -49,7 +49,7 @@ class TimelineRow:
     served_version: str
     f1_served: float
     f1_frozen: float
-    scores: dict[str, float | None]
+    scores: dict[str, float | None]  # per kind: score / threshold (1.0 = at the threshold)
     detected: list[str]
     confirmed: list[str]
     decision: str
@@ -193,8 +193,9 @@ def run_demo(settings: Settings, plan: DemoPlan | None = None, *, echo: Callable
         scheduler.start()
         try:
             sent = fed = 0
+            echo("[3/4] drift scores are in units of their thresholds (* detected, ! confirmed by the policy)")
             echo(
-                "[3/4] window  phase   period                   served  F1 served  F1 frozen  data  concept  "
+                "      window  phase   period                   served  F1 served  F1 frozen  data  concept  "
                 "feature  decision"
             )
             for k, (phase, window) in enumerate(windows):
@@ -264,13 +265,20 @@ def _row(
         served_version=served,
         f1_served=f1_served,
         f1_frozen=f1_frozen,
-        scores={kind: v["score"] for kind, v in d["kinds"].items()},
+        scores={kind: _relative(v["score"], v["threshold"]) for kind, v in d["kinds"].items()},
         detected=[kind for kind, v in d["kinds"].items() if v["detected"]],
         confirmed=[kind for kind, v in d["kinds"].items() if v["confirmed"]],
         decision=(d["decision"]["reasons"] or [d["status"]])[-1],
         retrain=retrain,
         report=d["report"],
     )
+
+
+def _relative(score: float | None, threshold: float | None) -> float | None:
+    """A kind's score in units of its threshold (1.0 = at the threshold), so all kinds share one axis."""
+    if score is None or not threshold:
+        return None
+    return float(score) / float(threshold)
 
 
 def _format_row(r: TimelineRow) -> str:
@@ -306,8 +314,8 @@ def plot_timeline(rows: Sequence[TimelineRow], path: Path) -> Path:
             style,
             label=f"{kind} drift score",
         )
-    ax2.axhline(1.0, color="grey", linestyle=":", label="threshold (score = value / threshold)")
-    ax2.set_ylabel("drift score")
+    ax2.axhline(1.0, color="grey", linestyle=":", label="threshold")
+    ax2.set_ylabel("drift score / threshold")
     ax2.set_xlabel("window")
     first_drift = next((r.window for r in rows if r.phase == "drift"), None)
     for ax in (ax1, ax2):
