@@ -92,7 +92,7 @@ class Thresholds:
     min_feature_feedback: int = 200
     top_features: int = 20  # per tag: the champion's features the quick model is compared on
     min_tag_positives: int = 20  # per side, for a tag to take part in the importance comparison
-    importance_drop: float = 0.5  # largest per-tag drop of the cosine agreement with the champion
+    importance_drop: float = 0.6  # largest per-tag drop of the cosine agreement with the champion
     feature_shift_share: float = 0.05  # share of the champion's important features whose rate changed
     # |z| of the two-proportion z-tests behind the "share changed significantly" signals (p < 0.001)
     shift_z: float = 3.29

@@ -72,16 +72,18 @@ class RunOutcome:
 
 
 def thresholds_from(settings: Settings) -> Any:
+    """The detection thresholds: ``monitor.detect.Thresholds`` defaults, with the ones set in the settings."""
     from monitor.detect import Thresholds
 
-    return Thresholds(
-        text_auc=settings.drift_text_auc,
-        f1_drop=settings.drift_f1_drop,
-        emerging_share=settings.drift_emerging_share,
-        importance_drop=settings.drift_importance_drop,
-        min_current=settings.drift_min_current,
-        min_feedback=settings.drift_min_feedback,
-    )
+    given: dict[str, Any] = {
+        "text_auc": settings.drift_text_auc,
+        "f1_drop": settings.drift_f1_drop,
+        "emerging_share": settings.drift_emerging_share,
+        "importance_drop": settings.drift_importance_drop,
+        "min_current": settings.drift_min_current,
+        "min_feedback": settings.drift_min_feedback,
+    }
+    return Thresholds(**{k: v for k, v in given.items() if v is not None})
 
 
 def policy_from(settings: Settings) -> Policy:

@@ -55,13 +55,13 @@ class Settings(BaseSettings):
     window_seconds: float | None = Field(default=None, gt=0)
     # Windows smaller than this are skipped (not measured).
     min_window: int = Field(default=200, ge=1)
-    # Detection thresholds and minimum sizes (see monitor.detect.Thresholds for all of them)
-    drift_text_auc: float = Field(default=0.6, ge=0.5, lt=1.0)
-    drift_f1_drop: float = Field(default=0.1, gt=0, le=1)
-    drift_emerging_share: float = Field(default=0.05, gt=0, le=1)
-    drift_importance_drop: float = Field(default=0.4, gt=0, le=2)
-    drift_min_current: int = Field(default=300, ge=1)
-    drift_min_feedback: int = Field(default=100, ge=1)
+    # Detection thresholds and minimum sizes; unset: the measured defaults of monitor.detect.Thresholds
+    drift_text_auc: float | None = Field(default=None, ge=0.5, lt=1.0)
+    drift_f1_drop: float | None = Field(default=None, gt=0, le=1)
+    drift_emerging_share: float | None = Field(default=None, gt=0, le=1)
+    drift_importance_drop: float | None = Field(default=None, gt=0, le=2)
+    drift_min_current: int | None = Field(default=None, ge=1)
+    drift_min_feedback: int | None = Field(default=None, ge=1)
     # Policy
     drift_confirmations: int = Field(default=2, ge=1)
     retrain_cooldown_windows: int = Field(default=3, ge=0)
