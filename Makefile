@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
 export TAGWATCH_HOME ?= $(CURDIR)/var/demo
 
-.PHONY: install demo test lint bench clean
+.PHONY: install tools demo test lint bench clean
 
 install: $(STAMP)
 
@@ -25,8 +25,24 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+test: $(STAMP) tools lint
 	$(BIN)/pytest
+
+# The programs the stack tests run for real: promtool, Prometheus, Alertmanager (amtool) and docker-compose (it
+# validates docker-compose.yml without a Docker engine). Debian's packages, installed when missing (as root, or with
+# sudo); elsewhere those tests skip, except under CI=true, where they fail.
+TOOLS := promtool prometheus prometheus-alertmanager amtool docker-compose
+APT_PACKAGES := prometheus prometheus-alertmanager docker-compose
+tools:
+	@missing=$$(for t in $(TOOLS); do command -v $$t >/dev/null || echo $$t; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "missing $$missing (no apt-get here: install them yourself)"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; \
+	else echo "missing $$missing (not root and no sudo: install $(APT_PACKAGES))"; exit 0; fi; \
+	echo "installing $(APT_PACKAGES) (for $$(echo $$missing))"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null 2>&1 || \
+	{ $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); }
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

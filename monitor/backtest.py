@@ -7,6 +7,7 @@ each arm had *before* the window (micro-F1 over all true tags), as production wo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -17,7 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from monitor.metrics import KINDS
-from monitor.policy import Policy, WindowVerdict, decide
+from monitor.policy import FOLLOW_UP, Policy, WindowVerdict, decide
 from tagwatch.data import Question
 
 log = logging.getLogger(__name__)
@@ -201,9 +202,6 @@ def run_backtest(
             rec.confirmed = [kind for kind in KINDS if decision.confirmed[kind]]
             rec.decision = decision.reasons[-1] if decision.reasons else ""
             if decision.retrain:
-                verdict = WindowVerdict(
-                    verdict.at, verdict.model_version, verdict.detected, verdict.enough_data, retrain_started=True
-                )
                 outcome = retrain(
                     registry,
                     recent,
@@ -211,9 +209,14 @@ def run_backtest(
                     top_n=top_n,
                     max_tags=max_tags,
                     seed=seed + k,
-                    trigger=f"backtest window {k}",
+                    trigger=f"backtest window {k}: {decision.trigger}",
+                )
+                verdict = dataclasses.replace(
+                    verdict, retrain_started=True, retrain_result=outcome.result, retrain_trigger=decision.trigger
                 )
                 rec.retrain = f"{outcome.result} v{outcome.challenger_version}"
+                if decision.trigger == FOLLOW_UP:
+                    rec.retrain += " (follow-up)"
             history.append(verdict)
         if "oracle" in arms and len(recent) >= retrain_config.min_labelled:
             ref = registry.load_reference(v1)

@@ -92,6 +92,8 @@ def policy_from(settings: Settings) -> Policy:
         cooldown_windows=settings.retrain_cooldown_windows,
         cooldown_seconds=settings.retrain_cooldown_seconds,
         min_labelled=settings.retrain_min_labelled,
+        followup_windows=settings.retrain_followup_windows,
+        max_followups=settings.retrain_max_followups,
     )
 
 
@@ -102,6 +104,7 @@ def retrain_config_from(settings: Settings) -> Any:
         window=settings.retrain_window,
         min_labelled=settings.retrain_min_labelled,
         holdout_fraction=settings.retrain_holdout_fraction,
+        max_holdout=settings.retrain_max_holdout,
         reference_ratio=settings.retrain_reference_ratio,
         min_improvement=settings.promotion_min_improvement,
         max_tag_regression=settings.promotion_max_tag_regression,
@@ -194,6 +197,8 @@ class Monitor:
             detected={k: bool(getattr(run, f"{k}_detected")) for k in KINDS},
             enough_data={k: bool(kinds.get(k, {}).get("enough_data", False)) for k in KINDS},
             retrain_started=run.retrain_triggered,
+            retrain_result=(run.retrain or {}).get("result"),
+            retrain_trigger=(run.retrain or {}).get("trigger"),
         )
 
     # --- the run --------------------------------------------------------------------------------------------
@@ -246,9 +251,7 @@ class Monitor:
                 outcome.reasons.append("auto-retrain is off: not started")
             elif decision.retrain:
                 outcome.retrain_triggered = True
-                outcome.retrain = self._retrain(
-                    labelled, trigger="drift: " + ", ".join(k for k in KINDS if decision.confirmed[k])
-                )
+                outcome.retrain = self._retrain(labelled, trigger=decision.trigger or "drift")
             return self._finish(outcome, started, window=rows)
         except Exception as exc:
             log.exception("monitor run failed")

@@ -64,6 +64,11 @@ class MonitorMetrics:
             buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
             registry=r,
         )
+        self.interval = Gauge(
+            "tagwatch_monitor_interval_seconds",
+            "Seconds between scheduled monitor runs (alerts call the monitor stale after two of them).",
+            registry=r,
+        )
         self.last_success = Gauge(
             "tagwatch_monitor_last_success_timestamp_seconds",
             "When a monitor run last finished successfully (Unix time).",

@@ -23,6 +23,12 @@ class Policy:
     retrain_on: frozenset[str] = frozenset(KINDS)
     # Labelled (feedback) questions a retrain needs at the least.
     min_labelled: int = 300
+    # Follow-up retrains: a challenger promoted on drift saw only the first few windows of the new distribution, so
+    # after such a promotion the policy retrains ``max_followups`` more times, one every ``followup_windows``
+    # windows, without waiting for drift (each challenger is still promoted only if it wins). A drift-triggered
+    # retrain that was not promoted starts none; a stable stream never starts one.
+    followup_windows: int = 2
+    max_followups: int = 3
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,12 @@ class WindowVerdict:
     detected: Mapping[str, bool]
     enough_data: Mapping[str, bool]
     retrain_started: bool = False
+    # What the retrain started in this window did (promoted, rejected, failed) and why it ran (drift, follow-up).
+    retrain_result: str | None = None
+    retrain_trigger: str | None = None
+
+
+FOLLOW_UP = "follow-up"
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,8 @@ class Decision:
     confirmed: dict[str, bool]
     retrain: bool
     reasons: list[str] = field(default_factory=list)
+    # Why the retrain runs: "drift: <kinds>" or FOLLOW_UP.
+    trigger: str | None = None
 
 
 def confirmed_kinds(history: Sequence[WindowVerdict], policy: Policy) -> dict[str, bool]:
@@ -81,7 +95,13 @@ def decide(
     if not triggering:
         if not any(confirmed.values()):
             reasons.append("no drift confirmed")
-        return Decision(confirmed, False, reasons)
+        followup, why = _followup(history, policy)
+        if why:
+            reasons.append(why)
+        if followup and labelled_available < policy.min_labelled:
+            reasons.append(f"not enough labelled questions to retrain: {labelled_available} < {policy.min_labelled}")
+            return Decision(confirmed, False, reasons)
+        return Decision(confirmed, followup, reasons, FOLLOW_UP if followup else None)
     windows_since = _windows_since_retrain(history)
     if windows_since is not None and windows_since < policy.cooldown_windows:
         reasons.append(f"cool-down: {windows_since} of {policy.cooldown_windows} windows since the last retrain")
@@ -93,7 +113,25 @@ def decide(
         reasons.append(f"not enough labelled questions to retrain: {labelled_available} < {policy.min_labelled}")
         return Decision(confirmed, False, reasons)
     reasons.append(f"retrain: {', '.join(triggering)} drift")
-    return Decision(confirmed, True, reasons)
+    return Decision(confirmed, True, reasons, "drift: " + ", ".join(triggering))
+
+
+def _followup(history: Sequence[WindowVerdict], policy: Policy) -> tuple[bool, str | None]:
+    """Whether a follow-up retrain is due in the newest window, and the reason worth logging (if any)."""
+    retrains = [(i, v) for i, v in enumerate(history[:-1]) if v.retrain_started]
+    drift = [(i, v) for i, v in retrains if v.retrain_trigger != FOLLOW_UP]
+    if not drift or drift[-1][1].retrain_result != "promoted" or policy.max_followups <= 0:
+        return False, None
+    done = sum(1 for i, v in retrains if i > drift[-1][0])
+    if done >= policy.max_followups:
+        return False, None
+    since = len(history) - 1 - retrains[-1][0]
+    if since < policy.followup_windows:
+        return (
+            False,
+            f"follow-up retrain {done + 1} of {policy.max_followups} in {policy.followup_windows - since} window(s)",
+        )
+    return True, f"retrain: follow-up {done + 1} of {policy.max_followups} after the drift-triggered promotion"
 
 
 def _windows_since_retrain(history: Sequence[WindowVerdict]) -> int | None:

@@ -37,6 +37,12 @@ class RunEntry:
         return cls(started_at=started_at, result=result.to_dict(), report=name, decision=decision)
 
 
+def latest_report_name(directory: Path) -> str | None:
+    """The file name of the newest report in ``directory`` (names sort by time), or None."""
+    names = sorted(p.name for p in directory.glob("drift-*.html")) if directory.is_dir() else []
+    return names[-1] if names else None
+
+
 def report_filename(started_at: datetime) -> str:
     """A sortable, URL-safe file name for the report of a run started at ``started_at``."""
     if started_at.tzinfo is None:

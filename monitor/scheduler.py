@@ -33,6 +33,7 @@ def start_scheduler(monitor: Monitor, *, interval_seconds: float, background: bo
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
 
+    monitor.metrics.interval.set(interval_seconds)
     scheduler = BackgroundScheduler(timezone=UTC) if background else BlockingScheduler(timezone=UTC)
     scheduler.add_job(
         monitor.run_once,

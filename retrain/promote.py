@@ -25,9 +25,12 @@ class RetrainConfig:
     # Labelled questions the retrain uses at the most (the newest), and at the least.
     window: int = 4_000
     min_labelled: int = 300
-    # The newest share of them is the hold-out the challenger never sees (at least ``min_holdout`` questions).
+    # The newest share of them is the hold-out the challenger never sees (at least ``min_holdout`` questions, at
+    # most ``max_holdout``: right after a shift the newest questions are the few that show it, and the challenger
+    # must train on most of them).
     holdout_fraction: float = 0.25
     min_holdout: int = 100
+    max_holdout: int | None = 250
     # Part of the champion's reference questions mixed into the challenger's training data, relative to the number
     # of recent questions: keeps what still holds from the old distribution.
     reference_ratio: float = 0.5
@@ -120,6 +123,8 @@ def split_recent(labelled: Sequence[Question], config: RetrainConfig) -> tuple[l
     """(training part, hold-out): the newest ``holdout_fraction`` of the last ``window`` labelled questions."""
     recent = list(labelled)[-config.window :]
     n_holdout = max(config.min_holdout, int(len(recent) * config.holdout_fraction))
+    if config.max_holdout is not None:
+        n_holdout = max(config.min_holdout, min(n_holdout, config.max_holdout))
     if len(recent) < config.min_labelled or len(recent) - n_holdout < config.min_holdout:
         raise InsufficientData(
             f"{len(recent)} labelled questions; a retrain needs at least {config.min_labelled} "
@@ -154,6 +159,7 @@ class RetrainOutcome:
     seconds: float
     error: str | None = None
     data_window: dict[str, Any] = field(default_factory=dict)
+    trigger: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,6 +223,7 @@ def retrain(
             comparison=comparison.to_dict(),
             seconds=time.perf_counter() - start,
             data_window=window,
+            trigger=trigger,
         )
     except Exception as exc:
         log.exception("retrain (%s) failed; the champion stays %s", trigger, parent)
@@ -228,6 +235,7 @@ def retrain(
             comparison=None,
             seconds=time.perf_counter() - start,
             error=f"{type(exc).__name__}: {exc}",
+            trigger=trigger,
         )
 
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -297,6 +297,17 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
 
     reports = Path(settings.reports_dir)
     reports.mkdir(parents=True, exist_ok=True)
+
+    @app.get("/reports/latest", include_in_schema=False)
+    async def latest_report() -> Response:
+        """The newest drift report (a stable link for alerts and dashboards)."""
+        from monitor.report import latest_report_name
+
+        name = latest_report_name(reports)
+        if name is None:
+            return JSONResponse({"detail": "no drift report yet: the monitor has not run"}, status_code=404)
+        return RedirectResponse(f"/reports/{name}", status_code=307)
+
     app.mount("/reports", StaticFiles(directory=reports, html=True, check_dir=False), name="reports")
     return app
 

@@ -257,6 +257,8 @@ def _row(
     retrain = None
     if d["retrain"]:
         retrain = f"{d['retrain']['result']} v{d['retrain']['challenger_version']}"
+        if d["retrain"].get("trigger") == "follow-up":
+            retrain += " (follow-up)"
     return TimelineRow(
         window=k,
         phase=phase,

@@ -66,11 +66,15 @@ class Settings(BaseSettings):
     drift_confirmations: int = Field(default=2, ge=1)
     retrain_cooldown_windows: int = Field(default=3, ge=0)
     retrain_cooldown_seconds: float = Field(default=0.0, ge=0)
+    # After a promotion, retrain again this many windows later while follow-ups keep winning (at most N in a row).
+    retrain_followup_windows: int = Field(default=2, ge=1)
+    retrain_max_followups: int = Field(default=3, ge=0)
     auto_retrain: bool = True
     # Retrain and promotion
     retrain_window: int = Field(default=4_000, ge=100)
     retrain_min_labelled: int = Field(default=300, ge=50)
     retrain_holdout_fraction: float = Field(default=0.25, gt=0, lt=1)
+    retrain_max_holdout: int | None = Field(default=250, ge=50)
     retrain_reference_ratio: float = Field(default=0.5, ge=0)
     promotion_min_improvement: float = Field(default=0.01, ge=0)
     promotion_max_tag_regression: float = Field(default=0.15, ge=0, le=1)

@@ -36,3 +36,19 @@ class InMemorySource:
             metrics={"holdout_random.micro_f1": 0.5},
             params={"top_n": SMALL_MODEL_TAGS},
         )
+
+
+def require_tool(name: str) -> str:
+    """The path of an external program a test needs. Missing: a failure under CI=true (CI installs it), else a skip."""
+    import os
+    import shutil
+
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (make test installs it: see the Makefile's 'tools' target)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from monitor.policy import Policy, WindowVerdict, confirmed_kinds, decide
+from monitor.policy import FOLLOW_UP, Policy, WindowVerdict, confirmed_kinds, decide
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 ALL = {"data": True, "concept": True, "feature": True}
@@ -17,13 +17,17 @@ def verdict(
     version: str = "1",
     enough: dict[str, bool] | None = None,
     retrain: bool = False,
+    result: str | None = None,
+    trigger: str | None = None,
 ) -> WindowVerdict:
     return WindowVerdict(
         at=T0 + timedelta(minutes=i),
         model_version=version,
         detected={"data": data, "concept": concept, "feature": feature},
         enough_data=enough or ALL,
-        retrain_started=retrain,
+        retrain_started=retrain or result is not None,
+        retrain_result=result,
+        retrain_trigger=trigger,
     )
 
 
@@ -110,3 +114,57 @@ def test_stable_stream_never_retrains() -> None:
     history = [verdict(i) for i in range(30)]
     for n in range(1, 31):
         assert not run(history[:n])[0]
+
+
+def _after_promotion(windows: int, *, result: str = "promoted") -> list[WindowVerdict]:
+    """A drift-triggered retrain in window 1 (with ``result``), then ``windows`` quiet windows of the new model."""
+    version = "2" if result == "promoted" else "1"
+    return [
+        verdict(0, data=True),
+        verdict(1, data=True, result=result, trigger="drift: data"),
+        *[verdict(2 + i, version=version) for i in range(windows)],
+    ]
+
+
+def test_follow_up_retrain_after_a_promotion() -> None:
+    policy = Policy(followup_windows=2)
+    retrain, reasons = run(_after_promotion(1), policy)
+    assert not retrain
+    assert reasons[-1] == "follow-up retrain 1 of 3 in 1 window(s)"
+    d = decide(_after_promotion(2), policy=policy, now=T0, last_retrain_at=None, labelled_available=10_000)
+    assert d.retrain
+    assert d.trigger == FOLLOW_UP
+    assert d.reasons[-1] == "retrain: follow-up 1 of 3 after the drift-triggered promotion"
+
+
+def test_no_follow_up_after_a_rejected_drift_retrain() -> None:
+    retrain, reasons = run(_after_promotion(5, result="rejected"), Policy(followup_windows=2))
+    assert not retrain
+    assert reasons == ["no drift confirmed"]
+
+
+def test_follow_ups_are_spaced_and_bounded_whatever_their_result() -> None:
+    policy = Policy(followup_windows=2, max_followups=2)
+    history = _after_promotion(2)[:-1]
+    history.append(verdict(3, version="2", result="rejected", trigger=FOLLOW_UP))  # follow-up 1, lost
+    assert not run([*history, verdict(4, version="2")], policy)[0]  # spaced: one window since
+    history.append(verdict(4, version="2"))
+    assert run([*history, verdict(5, version="2")], policy)[0]  # follow-up 2 is due
+    history.append(verdict(5, version="2", result="promoted", trigger=FOLLOW_UP))
+    history += [verdict(6, version="3"), verdict(7, version="3")]
+    assert not run([*history, verdict(8, version="3")], policy)[0]  # both done
+
+
+def test_a_new_drift_promotion_starts_new_follow_ups() -> None:
+    policy = Policy(followup_windows=1, max_followups=1)
+    history = [*_after_promotion(0), verdict(2, version="2", result="promoted", trigger=FOLLOW_UP)]
+    assert not run([*history, verdict(3, version="3")], policy)[0]
+    history += [verdict(3, version="3", result="promoted", trigger="drift: concept")]
+    assert run([*history, verdict(4, version="4")], policy)[0]
+
+
+def test_follow_up_needs_labelled_data_and_can_be_switched_off() -> None:
+    retrain, reasons = run(_after_promotion(2), Policy(), labelled_available=10)
+    assert not retrain
+    assert reasons[-1].startswith("not enough labelled questions")
+    assert not run(_after_promotion(2), Policy(max_followups=0))[0]

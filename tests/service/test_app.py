@@ -294,3 +294,15 @@ def test_failed_reload_keeps_serving(settings: Settings, source: InMemorySource,
         assert holder.check_and_reload() is False
         assert c.post("/predict", json=PANDAS_QUESTION).json()["model_version"] == "1"
         assert _metric(c, "tagwatch_model_reloads_total", result="failure") == 1
+
+
+def test_latest_report_redirects_to_the_newest(client: TestClient, settings: Settings) -> None:
+    missing = client.get("/reports/latest", follow_redirects=False)
+    assert missing.status_code == 404
+    assert "no drift report yet" in missing.json()["detail"]
+    for name in ("drift-20240101T000000.000000Z.html", "drift-20240102T000000.000000Z.html"):
+        (settings.reports_dir / name).write_text(f"<html>{name}</html>")
+    latest = client.get("/reports/latest", follow_redirects=False)
+    assert latest.status_code == 307
+    assert latest.headers["location"] == "/reports/drift-20240102T000000.000000Z.html"
+    assert "drift-20240102" in client.get("/reports/latest").text
