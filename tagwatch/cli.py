@@ -368,15 +368,87 @@ def backtest(
 def migrate() -> None:
     """Create or upgrade the request-log database (Alembic) and the model registry's store."""
     _setup_logging()
+    _migrate(get_settings())
+
+
+def _migrate(settings: Settings) -> str | None:
+    """Upgrade the database and create the registry's store; returns the champion version (None: no champion)."""
     from tagwatch.db import upgrade_database
     from tagwatch.registry import Registry
 
-    settings = get_settings()
     upgrade_database(settings.db_url)
     typer.echo(f"database at head: {_redact(settings.db_url)}")
     # The registry store creates its tables on first use: do it here, once, not in several processes at once.
-    Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name).champion_version()
+    champion = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name).champion_version()
     typer.echo(f"registry ready: {_redact(settings.tracking_url)}")
+    return champion
+
+
+@app.command()
+def init(
+    data: DataOpt = None,
+    until: Annotated[
+        str, typer.Option(help="Train on questions created before this date (YYYY-MM-DD).")
+    ] = "2019-01-01",
+    max_train: Annotated[
+        int, typer.Option(min=200, help="Train on a seeded sample of at most this many of those questions.")
+    ] = 12_000,
+    if_empty: Annotated[
+        bool,
+        typer.Option(
+            "--if-empty/--always",
+            help="Train only when the registry has no champion (default), or register a new version anyway "
+            "(it becomes champion only when there is none).",
+        ),
+    ] = True,
+) -> None:
+    """Prepare a deployment (the compose stack's one-shot init): migrate, create the registry, train a first model."""
+    _setup_logging()
+    import random
+
+    from retrain.job import load_data, select_window, train_and_register
+
+    settings = get_settings()
+    cutoff = _date(until, "--until")
+    champion = _migrate(settings)
+    if champion is not None and if_empty:
+        typer.echo(f"{settings.model_name} version {champion} is champion: no model to train")
+        return
+    questions = select_window(load_data(data or settings.data_path), since=None, until=cutoff)
+    if len(questions) > max_train:
+        # A seeded sample, kept in time order (the time hold-out is the newest part of it).
+        keep = set(random.Random(settings.seed).sample(range(len(questions)), max_train))
+        questions = [q for i, q in enumerate(questions) if i in keep]
+    if len(questions) < 200:
+        typer.echo(f"Only {len(questions)} questions created before {until}; at least 200 are needed.", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"training on {len(questions)} questions created before {until} ...")
+    run = train_and_register(settings, questions, trigger="init")
+    typer.echo(
+        f"Registered {settings.model_name} version {run.version}"
+        f"{' (champion)' if run.champion else ''} in {run.seconds:.0f} s; window {run.data_window}"
+    )
+    typer.echo(_metrics_table(_summary(run.metrics)))
+
+
+@app.command("alert-sink")
+def alert_sink(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to bind.")] = 9095,
+    keep: Annotated[int, typer.Option(min=1, help="Notifications kept in memory for GET /alerts.")] = 200,
+) -> None:
+    """Receive Alertmanager webhooks on POST /alerts: log one line per alert, keep the last ones for GET /alerts."""
+    import signal
+
+    from tagwatch.alertsink import AlertSink
+
+    sink = AlertSink(host, port, keep=keep, echo=typer.echo)
+    sink.bind()
+    # As a container's PID 1 the process ignores SIGTERM unless it handles it: stop cleanly on `docker stop`.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    typer.echo(f"alert sink listening on {sink.url}/alerts", err=True)
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        sink.serve_forever()
 
 
 @app.command()
@@ -412,6 +484,10 @@ def demo(
     )
     typer.echo(f"plot:    {result.plot}")
     typer.echo(f"reports: {result.reports_index}")
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _tick(bar: Any) -> None:

@@ -1,0 +1,5 @@
+-- Run once by the postgres image's entrypoint, on an empty data directory only (files in
+-- /docker-entrypoint-initdb.d/), as POSTGRES_USER connected to POSTGRES_DB (tagwatch: the request log).
+-- The MLflow model registry gets a database of its own: its tables (MLflow's migrations) stay apart from
+-- tagwatch's Alembic-managed schema. `tagwatch init` creates the tables in both.
+CREATE DATABASE registry;
