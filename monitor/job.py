@@ -106,6 +106,7 @@ def retrain_config_from(settings: Settings) -> Any:
         holdout_fraction=settings.retrain_holdout_fraction,
         max_holdout=settings.retrain_max_holdout,
         reference_ratio=settings.retrain_reference_ratio,
+        reference_size=settings.retrain_reference_size,
         min_improvement=settings.promotion_min_improvement,
         max_tag_regression=settings.promotion_max_tag_regression,
     )

@@ -92,28 +92,29 @@ def decide(
     for kind in KINDS:
         if confirmed[kind]:
             reasons.append(f"{kind} drift confirmed ({policy.confirmations} consecutive windows)")
-    if not triggering:
-        if not any(confirmed.values()):
-            reasons.append("no drift confirmed")
-        followup, why = _followup(history, policy)
-        if why:
-            reasons.append(why)
-        if followup and labelled_available < policy.min_labelled:
-            reasons.append(f"not enough labelled questions to retrain: {labelled_available} < {policy.min_labelled}")
-            return Decision(confirmed, False, reasons)
-        return Decision(confirmed, followup, reasons, FOLLOW_UP if followup else None)
-    windows_since = _windows_since_retrain(history)
-    if windows_since is not None and windows_since < policy.cooldown_windows:
-        reasons.append(f"cool-down: {windows_since} of {policy.cooldown_windows} windows since the last retrain")
-        return Decision(confirmed, False, reasons)
-    if last_retrain_at is not None and (now - last_retrain_at).total_seconds() < policy.cooldown_seconds:
-        reasons.append(f"cool-down: last retrain at {last_retrain_at.isoformat()}, {policy.cooldown_seconds:.0f} s")
+    if not any(confirmed.values()):
+        reasons.append("no drift confirmed")
+    blocked = None
+    if triggering:
+        windows_since = _windows_since_retrain(history)
+        if windows_since is not None and windows_since < policy.cooldown_windows:
+            blocked = f"cool-down: {windows_since} of {policy.cooldown_windows} windows since the last retrain"
+        elif last_retrain_at is not None and (now - last_retrain_at).total_seconds() < policy.cooldown_seconds:
+            blocked = f"cool-down: last retrain at {last_retrain_at.isoformat()}, {policy.cooldown_seconds:.0f} s"
+    # A due follow-up runs even in a drift cool-down: it has its own spacing and a bounded number.
+    followup, why = _followup(history, policy)
+    if triggering and blocked is None:
+        trigger, why = "drift: " + ", ".join(triggering), f"retrain: {', '.join(triggering)} drift"
+    elif followup:
+        trigger = FOLLOW_UP
+    else:
+        reasons += [r for r in (blocked, why) if r]
         return Decision(confirmed, False, reasons)
     if labelled_available < policy.min_labelled:
         reasons.append(f"not enough labelled questions to retrain: {labelled_available} < {policy.min_labelled}")
         return Decision(confirmed, False, reasons)
-    reasons.append(f"retrain: {', '.join(triggering)} drift")
-    return Decision(confirmed, True, reasons, "drift: " + ", ".join(triggering))
+    reasons.append(str(why))
+    return Decision(confirmed, True, reasons, trigger)
 
 
 def _followup(history: Sequence[WindowVerdict], policy: Policy) -> tuple[bool, str | None]:

@@ -34,6 +34,10 @@ class RetrainConfig:
     # Part of the champion's reference questions mixed into the challenger's training data, relative to the number
     # of recent questions: keeps what still holds from the old distribution.
     reference_ratio: float = 0.5
+    # The promoted model's reference for the drift monitor: the newest questions of its data window (the tail of its
+    # training part and the hold-out), at most this many. More than the hold-out alone, which is capped to keep
+    # training data, and more than the monitor's minimum reference size.
+    reference_size: int = 1_000
     # Promotion: micro-F1 must rise by this much, and no frequent tag may lose more F1 than ``max_tag_regression``.
     min_improvement: float = 0.01
     max_tag_regression: float = 0.15
@@ -140,9 +144,14 @@ class InsufficientData(ValueError):
 def mix_reference(
     recent: Sequence[Question], reference: Sequence[Question], *, ratio: float, seed: int
 ) -> list[Question]:
-    """Recent questions plus a seeded sample of the reference (``ratio`` x as many), for the challenger."""
-    k = min(len(reference), int(len(recent) * ratio))
-    return list(recent) + random.Random(seed).sample(list(reference), k)
+    """Recent questions plus a seeded sample of the reference (``ratio`` x as many), for the challenger.
+
+    Reference questions that are also recent are left out: a question twice in the training data would sit on both
+    sides of the model's own validation split and skew its calibration and thresholds."""
+    seen = {q.id for q in recent}
+    others = [q for q in reference if q.id not in seen]
+    k = min(len(others), int(len(recent) * ratio))
+    return list(recent) + random.Random(seed).sample(others, k)
 
 
 def _predicted_tags(model: Any, questions: Sequence[HasText]) -> list[list[str]]:
@@ -205,8 +214,8 @@ def retrain(
             params=challenger.params,
             metrics={"holdout_recent": evaluate(challenger, holdout)},
             data_window=window,
-            # The new reference: recent questions of its own period it did not train on.
-            reference=holdout,
+            # The new reference: the newest questions of its own data window.
+            reference=[*train_recent, *holdout][-config.reference_size :],
             holdout_ids={"recent": [q.id for q in holdout]},
             lineage={"trigger": trigger, "parent_version": parent, "comparison": comparison.to_dict()},
         )

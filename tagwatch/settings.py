@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     retrain_holdout_fraction: float = Field(default=0.25, gt=0, lt=1)
     retrain_max_holdout: int | None = Field(default=250, ge=50)
     retrain_reference_ratio: float = Field(default=0.5, ge=0)
+    # The promoted model's drift reference: the newest questions of its data window, at most this many.
+    retrain_reference_size: int = Field(default=1_000, ge=100)
     promotion_min_improvement: float = Field(default=0.01, ge=0)
     promotion_max_tag_regression: float = Field(default=0.15, ge=0, le=1)
 

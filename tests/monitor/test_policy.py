@@ -168,3 +168,22 @@ def test_follow_up_needs_labelled_data_and_can_be_switched_off() -> None:
     assert not retrain
     assert reasons[-1].startswith("not enough labelled questions")
     assert not run(_after_promotion(2), Policy(max_followups=0))[0]
+
+
+def test_a_due_follow_up_runs_during_a_drift_cool_down() -> None:
+    # Drift stays confirmed against the new model, but its cool-down (3 windows) is not over; the follow-up
+    # (every 2 windows) is due and runs.
+    history = [*_after_promotion(1)[:-1], verdict(2, version="2", data=True)]
+    d = decide(
+        [*history, verdict(3, version="2", data=True)],
+        policy=Policy(followup_windows=2, cooldown_windows=3),
+        now=T0,
+        last_retrain_at=None,
+        labelled_available=10_000,
+    )
+    assert d.retrain
+    assert d.trigger == FOLLOW_UP
+    assert d.reasons == [
+        "data drift confirmed (2 consecutive windows)",
+        "retrain: follow-up 1 of 3 after the drift-triggered promotion",
+    ]

@@ -12,6 +12,7 @@ from retrain.promote import (
     RetrainConfig,
     compare,
     holdout_scores,
+    mix_reference,
     retrain,
     rollback,
     split_recent,
@@ -85,13 +86,39 @@ def test_split_recent_keeps_the_newest_as_holdout(small_training_set: list[Quest
         split_recent(labelled[:150], RetrainConfig(min_labelled=300))
 
 
+def test_mix_reference_adds_only_questions_not_already_recent(small_training_set: list[Question]) -> None:
+    labelled = _labelled(small_training_set, 400, datetime(2024, 1, 1, tzinfo=UTC))
+    recent, reference = labelled[200:], labelled[:300]  # 100 of the reference are recent too
+    mixed = mix_reference(recent, reference, ratio=1.0, seed=0)
+    ids = [q.id for q in mixed]
+    assert len(ids) == len(set(ids)) == 400
+    assert set(ids) == {q.id for q in labelled}
+    assert len(mix_reference(recent, reference, ratio=0.25, seed=0)) == 250
+
+
+def test_split_recent_caps_the_holdout(small_training_set: list[Question]) -> None:
+    labelled = _labelled(small_training_set, 1000, datetime(2024, 1, 1, tzinfo=UTC))
+    train, holdout = split_recent(labelled, RetrainConfig(window=1000, holdout_fraction=0.25, max_holdout=150))
+    assert [q.id for q in holdout] == [q.id for q in labelled[-150:]]
+    assert len(train) == 850
+    # The cap never goes below the minimum hold-out.
+    _, holdout = split_recent(labelled, RetrainConfig(window=1000, min_holdout=200, max_holdout=150))
+    assert len(holdout) == 200
+
+
 def test_retrain_promotes_on_a_new_topic(registry_with_champion: Any, bundled_questions: list[Question]) -> None:
     registry = registry_with_champion
     # Recent questions about a topic the champion (random 2008-2025 sample, 40 tags) barely knows.
     polars = [q for q in bundled_questions if "python-polars" in q.tags][:700]
     labelled = _labelled(polars, 700, datetime(2024, 6, 1, tzinfo=UTC))
     outcome = retrain(
-        registry, labelled, config=RetrainConfig(window=700), top_n=40, max_tags=5, seed=1, trigger="test"
+        registry,
+        labelled,
+        config=RetrainConfig(window=700, reference_size=300),
+        top_n=40,
+        max_tags=5,
+        seed=1,
+        trigger="test",
     )
     assert outcome.result == "promoted", outcome
     assert outcome.champion_version == outcome.challenger_version == "2"
@@ -101,8 +128,8 @@ def test_retrain_promotes_on_a_new_topic(registry_with_champion: Any, bundled_qu
     assert info.lineage["trigger"] == "test"
     assert info.lineage["parent_version"] == "1"
     assert "python-polars" in info.tags
-    # The new reference is the recent hold-out the challenger never trained on.
-    assert {q.id for q in registry.load_reference("2")} == {q.id for q in labelled[-175:]}
+    # The new reference: the newest questions of its data window (hold-out included), reference_size of them.
+    assert [q.id for q in registry.load_reference("2")] == [q.id for q in labelled[-300:]]
     assert rollback(registry) == ("2", "1")
     assert registry.champion_version() == "1"
     assert registry.get_alias("previous") == "2"
