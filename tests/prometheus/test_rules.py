@@ -116,6 +116,7 @@ def test_the_designed_alerts_exist() -> None:
         "TagwatchHighErrorRate",
         "TagwatchHighLatency",
         "TagwatchNoTraffic",
+        "TagwatchApiDown",
         "TagwatchRequestLogFailing",
         "TagwatchMonitorStale",
         "TagwatchDataDriftConfirmed",
