@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from tagwatch.data import Question
 from tagwatch.model import TagModel
 from tagwatch.settings import Settings
-from tests.support import SMALL_MODEL_TAGS
+from tests.support import SMALL_MODEL_TAGS, fresh_postgres_database, unavailable
 
 # The PostgreSQL server the tests use; each test gets a database of its own on it.
 ADMIN_URL = os.environ.get("TAGWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _postgres_reachable() -> str | None:
@@ -37,26 +34,15 @@ def _postgres_reachable() -> str | None:
 def postgres_admin_url() -> str:
     problem = _postgres_reachable()
     if problem is not None:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is required under CI=true but is unreachable at {ADMIN_URL}: {problem}")
-        pytest.skip(f"PostgreSQL unreachable at {ADMIN_URL}: {problem}")
+        unavailable(f"PostgreSQL unreachable at {ADMIN_URL}: {problem}")
     return ADMIN_URL
 
 
 @pytest.fixture
 def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"tagwatch_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    with fresh_postgres_database(postgres_admin_url, "tagwatch_test") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

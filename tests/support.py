@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
 from tagwatch.model import TagModel
 
 SMALL_MODEL_TAGS = 40
@@ -38,17 +49,32 @@ class InMemorySource:
         )
 
 
+def unavailable(message: str) -> NoReturn:
+    """Something a test needs is missing: a failure under CI=true (CI provides everything), else a skip."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (required under CI=true)")
+    pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
-    """The path of an external program a test needs. Missing: a failure under CI=true (CI installs it), else a skip."""
-    import os
-    import shutil
-
-    import pytest
-
+    """The path of an external program a test needs (see ``unavailable`` when it is missing)."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (make test installs it: see the Makefile's 'tools' target)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{name} is not installed (make test installs it: see the Makefile's 'tools' target)")
     return path
+
+
+@contextmanager
+def fresh_postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database named ``<prefix>_<random>`` on the server of ``admin_url``; its URL.
+    Dropped afterwards, connections or not."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

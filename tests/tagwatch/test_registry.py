@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from tagwatch.data import Question
 from tagwatch.registry import (
@@ -36,6 +34,7 @@ from tagwatch.registry import (
     split_metrics,
     write_reference,
 )
+from tests.support import fresh_postgres_database
 
 if TYPE_CHECKING:
     from tagwatch.model import TagModel
@@ -104,18 +103,8 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if request.param == "sqlite":
         yield Store("sqlite", f"sqlite:///{root / 'mlflow.db'}", root / "artifacts")
         return
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    name = f"tagwatch_registry_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    with fresh_postgres_database(request.getfixturevalue("postgres_admin_url"), "tagwatch_registry") as url:
         yield Store("postgres", url, root / "artifacts")
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
