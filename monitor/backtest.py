@@ -18,7 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from monitor.metrics import KINDS
-from monitor.policy import FOLLOW_UP, Policy, WindowVerdict, decide
+from monitor.policy import Policy, WindowVerdict, decide, retrain_label
 from tagwatch.data import Question
 
 log = logging.getLogger(__name__)
@@ -214,9 +214,7 @@ def run_backtest(
                 verdict = dataclasses.replace(
                     verdict, retrain_started=True, retrain_result=outcome.result, retrain_trigger=decision.trigger
                 )
-                rec.retrain = f"{outcome.result} v{outcome.challenger_version}"
-                if decision.trigger == FOLLOW_UP:
-                    rec.retrain += " (follow-up)"
+                rec.retrain = retrain_label(outcome.result, outcome.challenger_version, decision.trigger)
             history.append(verdict)
         if "oracle" in arms and len(recent) >= retrain_config.min_labelled:
             ref = registry.load_reference(v1)

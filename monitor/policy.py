@@ -48,6 +48,11 @@ class WindowVerdict:
 FOLLOW_UP = "follow-up"
 
 
+def retrain_label(result: str, challenger_version: str | None, trigger: str | None) -> str:
+    """A retrain in one short phrase for timelines: ``promoted v3``, ``rejected v4 (follow-up)``."""
+    return f"{result} v{challenger_version}" + (f" ({FOLLOW_UP})" if trigger == FOLLOW_UP else "")
+
+
 @dataclass(frozen=True)
 class Decision:
     confirmed: dict[str, bool]

@@ -251,14 +251,14 @@ def _wait_for_version(url: str, version: str, timeout: float = 60) -> None:
 def _row(
     k: int, phase: str, window: Sequence[Question], served: str, f1_served: float, f1_frozen: float, outcome: Any
 ) -> TimelineRow:
+    from monitor.policy import retrain_label
+
     d = outcome.to_dict()
     dated = sorted(q.created_at for q in window if q.created_at is not None)
     period = f"{dated[0]:%Y-%m-%d}..{dated[-1]:%Y-%m-%d}" if dated else "?"
     retrain = None
     if d["retrain"]:
-        retrain = f"{d['retrain']['result']} v{d['retrain']['challenger_version']}"
-        if d["retrain"].get("trigger") == "follow-up":
-            retrain += " (follow-up)"
+        retrain = retrain_label(d["retrain"]["result"], d["retrain"]["challenger_version"], d["retrain"].get("trigger"))
     return TimelineRow(
         window=k,
         phase=phase,

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     drift_confirmations: int = Field(default=2, ge=1)
     retrain_cooldown_windows: int = Field(default=3, ge=0)
     retrain_cooldown_seconds: float = Field(default=0.0, ge=0)
-    # After a promotion, retrain again this many windows later while follow-ups keep winning (at most N in a row).
+    # After a drift-triggered promotion, retrain again every N windows, M times (each challenger must still win).
     retrain_followup_windows: int = Field(default=2, ge=1)
     retrain_max_followups: int = Field(default=3, ge=0)
     auto_retrain: bool = True
