@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tagwatch.demo import free_port, http_ok, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -64,12 +65,6 @@ def bench_inprocess(model: Any, questions: list[Any], repeats: int = 3) -> dict[
         "predict_ms": predict * 1e3,
         "ratio": predict / transform,
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _fresh_postgres() -> str | None:
@@ -129,18 +124,18 @@ def _serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
+
+    def ready() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"service exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("service did not become ready")
+        return http_ok(f"http://127.0.0.1:{port}/ready")
+
+    try:
+        wait_for(ready, timeout=120, what="the service to be ready", interval=0.3)
+    except RuntimeError:
+        proc.kill()
+        raise
+    return proc
 
 
 def bench_http(questions: list[Any], *, n_requests: int, concurrency: int, rounds: int) -> dict[str, Any]:
@@ -155,7 +150,7 @@ def bench_http(questions: list[Any], *, n_requests: int, concurrency: int, round
     answered_with_logging = 0
     for _ in range(rounds):
         for mode in ("logging_off", "logging_on"):
-            port = _free_port()
+            port = free_port()
             env = {**base, "TAGWATCH_LOG_ENABLED": "true" if mode == "logging_on" else "false"}
             proc = _serve(env, port)
             try:

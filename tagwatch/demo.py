@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tagwatch.data import Question
 from tagwatch.settings import Settings
@@ -80,10 +80,38 @@ def split_stream(
     return train, stable[: plan.window * plan.stable_windows], drift[: plan.window * plan.drift_windows]
 
 
-def _free_port() -> int:
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2) -> T:
+    """Call ``condition`` until it returns something truthy, and return that; RuntimeError after ``timeout`` s.
+
+    ``condition`` may raise to stop waiting early (a process that died, say)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def http_ok(url: str) -> bool:
+    """Whether GET ``url`` answers 200 (False when nothing answers)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _prepare_home(home: Path) -> None:
@@ -104,7 +132,7 @@ class ServiceThread:
 
         from service.app import create_app
 
-        self.port = _free_port()
+        self.port = free_port()
         config = uvicorn.Config(
             create_app(settings, source=source), host="127.0.0.1", port=self.port, log_level="warning", access_log=False
         )
@@ -116,18 +144,9 @@ class ServiceThread:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> ServiceThread:
-        import httpx
-
         self.thread.start()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the service did not become ready")
+        wait_for(lambda: http_ok(f"{self.url}/ready"), timeout=120, what="the service to be ready")
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
@@ -137,13 +156,15 @@ class ServiceThread:
 def _wait_for_rows(engine: Any, expected_requests: int, expected_feedback: int, timeout: float = 30) -> None:
     from tagwatch.db import count_rows
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def logged() -> bool:
         rows = count_rows(engine)
-        if rows["prediction_requests"] >= expected_requests and rows["feedback"] >= expected_feedback:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"request log has {count_rows(engine)}, expected {expected_requests} requests")
+        return rows["prediction_requests"] >= expected_requests and rows["feedback"] >= expected_feedback
+
+    wait_for(
+        logged,
+        timeout=timeout,
+        what=f"{expected_requests} requests and {expected_feedback} feedback rows in the request log",
+    )
 
 
 def run_demo(settings: Settings, plan: DemoPlan | None = None, *, echo: Callable[[str], None] = print) -> DemoResult:
@@ -237,15 +258,13 @@ def run_demo(settings: Settings, plan: DemoPlan | None = None, *, echo: Callable
 def _wait_for_version(url: str, version: str, timeout: float = 60) -> None:
     import httpx
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def serves() -> bool:
         try:
-            if httpx.get(f"{url}/model", timeout=5).json().get("version") == version:
-                return
+            return bool(httpx.get(f"{url}/model", timeout=5).json().get("version") == version)
         except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the service did not switch to version {version}")
+            return False
+
+    wait_for(serves, timeout=timeout, what=f"the service to serve version {version}")
 
 
 def _row(

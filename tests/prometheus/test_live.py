@@ -17,7 +17,6 @@ import asyncio
 import json
 import re
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from tagwatch.data import Question
+from tagwatch.demo import ServiceThread, free_port, http_ok, wait_for
 from tagwatch.settings import Settings
 from tests.support import require_tool
 
@@ -34,31 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FAST = "1s"
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 class Program:
@@ -72,6 +47,19 @@ class Program:
     def output(self) -> str:
         self._out.flush()
         return self.log.read_text(errors="replace")[-4000:]
+
+    def wait_ready(self, url: str) -> None:
+        """Until GET ``url`` answers 200; fails with the program's output if it exits or takes over 60 s."""
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.proc.args[0]} exited ({self.proc.returncode}):\n{self.output()}")
+            return http_ok(url)
+
+        try:
+            wait_for(ready, timeout=60, what=url)
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}\n{self.output()}") from exc
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -168,7 +156,6 @@ def stack(
     from monitor.scheduler import serve_metrics, start_scheduler
     from tagwatch.alertsink import AlertSink
     from tagwatch.db import make_engine, upgrade_database
-    from tagwatch.demo import ServiceThread
 
     live = Settings(
         **{
@@ -195,7 +182,7 @@ def stack(
         scheduler.start()
         cleanup.append(lambda: scheduler.shutdown(wait=True))
 
-        am_port, prom_port = _free_port(), _free_port()
+        am_port, prom_port = free_port(), free_port()
         am = Program(
             [
                 "prometheus-alertmanager",
@@ -225,8 +212,8 @@ def stack(
         )
         cleanup.append(prom.stop)
         prometheus = f"http://127.0.0.1:{prom_port}"
-        _wait(lambda: _http_ok(f"{prometheus}/-/ready"), 60, "Prometheus: " + prom.output())
-        _wait(lambda: _http_ok(f"http://127.0.0.1:{am_port}/-/ready"), 60, "Alertmanager: " + am.output())
+        prom.wait_ready(f"{prometheus}/-/ready")
+        am.wait_ready(f"http://127.0.0.1:{am_port}/-/ready")
         yield Stack(prometheus, sink, service.url)
     finally:
         for step in reversed(cleanup):
@@ -255,8 +242,11 @@ def test_drift_alert_fires_resolves_and_every_query_has_data(
     # Drift: the newest questions, against a champion trained on a sample of all years.
     drifted = [q for q in bundled_questions if q.created_at is not None and q.created_at.year >= 2023][:300]
     stack.send(drifted, seed=1)
-    firing = _wait(
-        lambda: stack.alerts("TagwatchDataDriftConfirmed", "firing"), 180, "TagwatchDataDriftConfirmed firing"
+    firing = wait_for(
+        lambda: stack.alerts("TagwatchDataDriftConfirmed", "firing"),
+        timeout=180,
+        what="TagwatchDataDriftConfirmed firing",
+        interval=0.5,
     )
     alert = firing[0]
     assert alert["labels"]["kind"] == "data"
@@ -281,5 +271,10 @@ def test_drift_alert_fires_resolves_and_every_query_has_data(
 
     # Stable traffic: the newest window is the champion's own distribution again; the alert resolves.
     stack.send(small_training_set[1100:1400], seed=3)
-    _wait(lambda: stack.alerts("TagwatchDataDriftConfirmed", "resolved"), 180, "TagwatchDataDriftConfirmed resolved")
+    wait_for(
+        lambda: stack.alerts("TagwatchDataDriftConfirmed", "resolved"),
+        timeout=180,
+        what="TagwatchDataDriftConfirmed resolved",
+        interval=0.5,
+    )
     assert stack.query('tagwatch_drift_confirmed{kind="data"}')["result"][0]["value"][1] == "0"
