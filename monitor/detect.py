@@ -346,6 +346,36 @@ def rate_shifts(
     return scores, eligible
 
 
+def _shifted_rates(
+    key: str,
+    names: Sequence[str] | np.ndarray,
+    count_ref: np.ndarray,
+    n_ref: int,
+    count_cur: np.ndarray,
+    n_cur: int,
+    *,
+    z: float,
+) -> tuple[float | None, list[dict[str, Any]]]:
+    """``rate_shifts`` summed up: the share of testable items whose rate changed significantly (None: none
+    testable), and the 15 largest changes (item named under ``key``, both rates, z)."""
+    scores, eligible = rate_shifts(count_ref, n_ref, count_cur, n_cur, z=z)
+    shifted = eligible & (np.abs(scores) > z)
+    share = float(shifted.sum() / eligible.sum()) if eligible.any() else None
+    top = sorted(
+        (
+            {
+                key: str(names[int(j)]),
+                "reference_rate": count_ref[j] / n_ref,
+                "current_rate": count_cur[j] / n_cur,
+                "z": float(scores[j]),
+            }
+            for j in np.flatnonzero(shifted)
+        ),
+        key=lambda r: -abs(float(r["z"])),
+    )[:15]
+    return share, top
+
+
 def label_free_estimate(scores: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """Expected micro precision, recall and F1 of 0/1 ``predicted`` given calibrated ``scores`` (same shape).
 
@@ -1075,13 +1105,13 @@ def _concept(
         )
         counts_ref, n_ref = _tag_presence(ref)
         counts_cur, _ = _tag_presence(cur)
-        z, eligible = rate_shifts(counts_ref, n_ref, counts_cur, n_fb, z=th.shift_z)
-        shifted = eligible & (np.abs(z) > th.shift_z)
-        items = [*ref.model_tags, OTHER]
+        shift_share, details["label_shifts"] = _shifted_rates(
+            "tag", [*ref.model_tags, OTHER], counts_ref, n_ref, counts_cur, n_fb, z=th.shift_z
+        )
         signals.append(
             Signal(
                 "label_shift_share",
-                float(shifted.sum() / eligible.sum()) if eligible.any() else None,
+                shift_share,
                 th.label_shift_share,
                 n_fb,
                 enough,
@@ -1089,18 +1119,6 @@ def _concept(
                 "true-tag drift (share of tags whose rate changed significantly)",
             )
         )
-        details["label_shifts"] = sorted(
-            (
-                {
-                    "tag": items[j],
-                    "reference_rate": counts_ref[j] / n_ref,
-                    "current_rate": counts_cur[j] / n_fb,
-                    "z": float(z[j]),
-                }
-                for j in np.flatnonzero(shifted)
-            ),
-            key=lambda r: -abs(float(r["z"])),
-        )[:15]
         emerging = emerging_tags(
             cur.true_tags, ref.true_tags, known, p_value=th.emerging_p_value, min_count=th.emerging_min_count
         )
@@ -1146,12 +1164,13 @@ def _feature(ref: Prepared, cur: Prepared, th: Thresholds, seed: int) -> KindRes
         n_ref, n_cur = len(ref.uniform), len(cur.uniform)
         present_ref = np.asarray((ref.x[ref.uniform] > 0).sum(axis=0)).ravel()
         present_cur = np.asarray((cur.x[cur.uniform] > 0).sum(axis=0)).ravel()
-        z, eligible = rate_shifts(present_ref, n_ref, present_cur, n_cur, z=th.shift_z)
-        shifted = eligible & (np.abs(z) > th.shift_z)
+        shift_share, details["feature_shifts"] = _shifted_rates(
+            "feature", champion.names, present_ref, n_ref, present_cur, n_cur, z=th.shift_z
+        )
         signals.append(
             Signal(
                 "feature_shift_share",
-                float(shifted.sum() / eligible.sum()) if eligible.any() else None,
+                shift_share,
                 th.feature_shift_share,
                 n_cur,
                 enough_values,
@@ -1159,18 +1178,6 @@ def _feature(ref: Prepared, cur: Prepared, th: Thresholds, seed: int) -> KindRes
                 "share of the champion's important features whose rate changed significantly",
             )
         )
-        details["feature_shifts"] = sorted(
-            (
-                {
-                    "feature": str(champion.names[j]),
-                    "reference_rate": present_ref[j] / n_ref,
-                    "current_rate": present_cur[j] / n_cur,
-                    "z": float(z[j]),
-                }
-                for j in np.flatnonzero(shifted)
-            ),
-            key=lambda r: -abs(float(r["z"])),
-        )[:15]
     enough_importance = n_fb >= th.min_feature_feedback
     n_match = min(len(cur.rows_labelled), len(ref.rows_labelled))
     if n_match:
