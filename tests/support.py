@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -13,9 +14,18 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tagwatch.data import Question
 from tagwatch.model import TagModel
 
 SMALL_MODEL_TAGS = 40
+
+
+def unseen_questions(questions: Sequence[Question], training: Sequence[Question], *, seed: int) -> list[Question]:
+    """The ``questions`` a model trained on ``training`` never saw, in a seeded random order."""
+    seen = {q.id for q in training}
+    out = [q for q in questions if q.id not in seen]
+    random.Random(seed).shuffle(out)
+    return out
 
 
 class InMemorySource:

@@ -26,6 +26,7 @@ from monitor.detect import (
 )
 from tagwatch.data import Question
 from tagwatch.model import TagModel
+from tests.support import unseen_questions
 
 WINDOW = 400
 NEW_TAG = "tagwatch-brand-new-framework"
@@ -34,10 +35,7 @@ NEW_TAG = "tagwatch-brand-new-framework"
 @pytest.fixture(scope="module")
 def held_out(bundled_questions: list[Question], small_training_set: list[Question]) -> list[Question]:
     """Questions the small model never saw, shuffled (the model was trained on a random sample of all years)."""
-    seen = {q.id for q in small_training_set}
-    out = [q for q in bundled_questions if q.id not in seen]
-    random.Random(11).shuffle(out)
-    return out
+    return unseen_questions(bundled_questions, small_training_set, seed=11)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,16 +12,14 @@ from monitor.detect import Baseline, DriftInput, DriftResult, detect_drift, prep
 from monitor.report import INDEX_NAME, RunEntry, report_filename, write_index, write_report
 from tagwatch.data import Question
 from tagwatch.model import TagModel
+from tests.support import unseen_questions
 
 BASELINE = Baseline(micro_f1=0.5, samples_jaccard=0.4)
 
 
 @pytest.fixture(scope="module")
 def questions(bundled_questions: list[Question], small_training_set: list[Question]) -> list[Question]:
-    seen = {q.id for q in small_training_set}
-    out = [q for q in bundled_questions if q.id not in seen]
-    random.Random(5).shuffle(out)
-    return out
+    return unseen_questions(bundled_questions, small_training_set, seed=5)
 
 
 @pytest.fixture(scope="module")
