@@ -109,16 +109,16 @@ def decide(
     # A due follow-up runs even in a drift cool-down: it has its own spacing and a bounded number.
     followup, why = _followup(history, policy)
     if triggering and blocked is None:
-        trigger, why = "drift: " + ", ".join(triggering), f"retrain: {', '.join(triggering)} drift"
-    elif followup:
-        trigger = FOLLOW_UP
+        trigger, reason = "drift: " + ", ".join(triggering), f"retrain: {', '.join(triggering)} drift"
+    elif followup and why:
+        trigger, reason = FOLLOW_UP, why
     else:
         reasons += [r for r in (blocked, why) if r]
         return Decision(confirmed, False, reasons)
     if labelled_available < policy.min_labelled:
         reasons.append(f"not enough labelled questions to retrain: {labelled_available} < {policy.min_labelled}")
         return Decision(confirmed, False, reasons)
-    reasons.append(str(why))
+    reasons.append(reason)
     return Decision(confirmed, True, reasons, trigger)
 
 
