@@ -2,18 +2,25 @@
 
 The service serves ``reports_dir`` at ``/reports/`` while the monitor writes into it, so every file is written to a
 temporary name first and moved into place (a reader never sees half a page).
+
+Both pages carry text users sent (question titles and bodies are the report's characteristic examples) and are served
+from the API's origin, so nothing of it may become markup: the index escapes every value, and the Evidently page's
+embedded data is re-serialised by ``render_snapshot`` so that no string can end its ``<script>``.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from monitor.detect import KINDS, DriftResult
 
@@ -74,10 +81,71 @@ def write_report(result: DriftResult, path: Path) -> Path:
     if path.suffix != ".html":
         raise ValueError(f"a report path must end in .html: {path}")
     if result.snapshot is not None:
-        snapshot = result.snapshot
-        return _write_atomic(path, lambda tmp: snapshot.save_html(str(tmp)))
+        page = render_snapshot(result.snapshot)
+        return _write_atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     page = _page(f"Drift run: model {result.model_version or '?'}", _summary_html(result.to_dict()))
     return _write_atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+
+
+# Evidently (0.7) puts all of a report's data, as JSON from json.dumps, in one inline script in the head, before any
+# other script:
+#   <script>
+#       var metric_<hex> = {dashboard JSON};
+#       var additional_graphs_metric_<hex> = {graphs JSON};
+#   </script>
+# json.dumps leaves "<" as is, so a text containing "</script>" ended the script early and the rest was parsed as HTML.
+_DATA_OPEN = re.compile(r"<script>\s*var (metric_[0-9a-f]+) = ")
+
+
+def render_snapshot(snapshot: Any) -> str:
+    """Evidently's self-contained HTML page of ``snapshot``, with its embedded data safe inside ``<script>``.
+
+    The two JSON values are decoded from Evidently's page (a JSON parser finds where each ends, whatever the strings
+    hold) and written again with ``<``, ``>`` and ``&`` as ``\\u003c``, ``\\u003e``, ``\\u0026``: the same values, and
+    a script body without a single ``<``, so no text can end it or open a comment in it. The rest of the page is
+    Evidently's template and its library, which carry no data. Anything but the expected layout raises.
+    """
+    return safe_data_script(snapshot.get_html_str(as_iframe=False))
+
+
+def safe_data_script(page: str) -> str:
+    """``page`` (an Evidently report page) with its data script re-serialised (see ``render_snapshot``)."""
+    opened = _DATA_OPEN.match(page, max(page.find("<script"), 0))
+    if opened is None:
+        raise ValueError("not an Evidently report page: its first script is not the data script")
+    name = opened.group(1)
+    dashboard, at = _decode(page, opened.end())
+    at = _expect(page, at, rf"\s*;\s*var additional_graphs_{name} = ")
+    graphs, at = _decode(page, at)
+    end = _expect(page, at, r"\s*;\s*</script>")
+    script = (
+        f"<script>\n    var {name} = {_script_json(dashboard)};\n"
+        f"    var additional_graphs_{name} = {_script_json(graphs)};\n</script>"
+    )
+    return page[: opened.start()] + script + page[end:]
+
+
+def _decode(page: str, at: int) -> tuple[Any, int]:
+    try:
+        return json.JSONDecoder().raw_decode(page, at)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the Evidently report's data script holds no JSON value at {at}: {exc}") from None
+
+
+def _expect(page: str, at: int, pattern: str) -> int:
+    found = re.compile(pattern).match(page, at)
+    if found is None:
+        # (the position only: what follows may be a user's text, and the message is stored with the run)
+        raise ValueError(f"unexpected layout of the Evidently report's data script at character {at}")
+    return found.end()
+
+
+def _script_json(value: Any) -> str:
+    # ensure_ascii: U+2028/U+2029 (line ends in older JavaScript) and all non-ASCII become \u escapes too.
+    text = json.dumps(value, ensure_ascii=True)
+    # Outside strings JSON has no < > &; inside, their \u escapes are the same characters (str.replace: a tenth of
+    # the time of str.translate).
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def write_index(runs: Sequence[RunEntry], reports_dir: Path) -> Path:
@@ -94,7 +162,8 @@ def write_index(runs: Sequence[RunEntry], reports_dir: Path) -> Path:
         for kind in KINDS:
             cells.append(_kind_cell(kinds.get(kind)))
         cells.append(f"<td>{_e(run.decision or '')}</td>")
-        link = f'<a href="{_e(run.report)}">report</a>' if run.report else "-"
+        # quoted: a stored name is a relative path, never a "javascript:" URL
+        link = f'<a href="{_e(quote(run.report))}">report</a>' if run.report else "-"
         cells.append(f"<td>{link}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     header = "".join(
