@@ -68,9 +68,10 @@ WORKDIR /var/lib/tagwatch
 USER 10001:10001
 
 EXPOSE 8000
-# The slim image has no curl: python's urllib fails (exit 1) on a refused connection or a non-2xx answer.
+# The slim image has no curl: python's urllib fails (exit 1) on a refused connection or a non-2xx answer. Readiness
+# (a model is loaded), not liveness: a replica without a model is not healthy and gets no traffic.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=4)"]
 
 ENTRYPOINT ["tagwatch"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

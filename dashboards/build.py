@@ -540,6 +540,38 @@ def service_dashboard() -> dict[str, Any]:
             bars=True,
         ),
     )
+    lay.line(
+        timeseries(
+            "Memory held vs bound",
+            prom("tagwatch_request_log_queue_bytes", "held {{instance}}"),
+            prom("tagwatch_request_log_queue_capacity_bytes", "bound {{instance}}"),
+            description="Estimated memory of the rows each replica's request log holds (queue, the batch being "
+            "written or retried), and its bound (dashed): rows that do not fit go to the spill file.",
+            unit="bytes",
+            overrides=[threshold_line("bound .*", regex=True)],
+        ),
+        timeseries(
+            "Spill on disk vs cap",
+            prom("tagwatch_request_log_spill_bytes", "on disk {{instance}}"),
+            prom("tagwatch_request_log_spill_capacity_bytes", "cap {{instance}}"),
+            description="Bytes of spill files in each replica's spill directory, and the cap (dashed): at the cap, "
+            "rows are dropped. Spill files grow while the database is down and shrink as they are replayed.",
+            unit="bytes",
+            overrides=[threshold_line("cap .*", regex=True)],
+        ),
+        timeseries(
+            "Rows dropped (per 5m)",
+            prom(
+                "sum by (instance, reason) (increase(tagwatch_request_log_rows_dropped_total[5m]))",
+                "{{instance}} {{reason}}",
+            ),
+            description="Rows lost: neither written to the database nor spilled, because the spill directory was "
+            "at its cap (spill_full) or failed (spill_error). Anything above 0 is data the monitor will never see.",
+            unit="short",
+            bars=True,
+            threshold=1,
+        ),
+    )
     description = "The prediction service: traffic, errors, latency, replicas, the served model and the request log."
     return dashboard(SERVICE_UID, description, lay)
 

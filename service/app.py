@@ -3,8 +3,6 @@
 Heavy things (the model, the database engine, the registry client) are created in the lifespan, never at import.
 """
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 import logging
@@ -17,12 +15,12 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service import schemas
+from service import problems, schemas
+from service.guard import RequestGuard
 from service.metrics import OTHER_TAG, ServiceMetrics
 from service.model_holder import LoadedModel, ModelHolder, ModelSource
 from tagwatch.settings import Settings, get_settings
@@ -109,7 +107,7 @@ def _log_prediction(
     state: AppState,
     *,
     request_id: str,
-    question: schemas.Question,
+    question: schemas.QuestionFields,
     loaded: LoadedModel,
     tags: list[tuple[str, float]],
     latency: float,
@@ -165,9 +163,11 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             state.writer = RequestLogWriter(
                 state.engine,
                 queue_size=settings.log_queue_size,
+                queue_bytes=settings.log_queue_bytes,
                 batch_size=settings.log_batch_size,
                 flush_interval=settings.log_flush_interval_seconds,
                 spill_dir=settings.spill_dir,
+                spill_max_bytes=settings.spill_max_bytes,
                 metrics=metrics,
             )
             state.writer.start()
@@ -180,50 +180,58 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             with contextlib.suppress(asyncio.CancelledError):
                 await reloader
             if state.writer is not None:
-                await anyio.to_thread.run_sync(state.writer.stop, 30.0)
+                await anyio.to_thread.run_sync(state.writer.stop, settings.log_drain_seconds)
             state.engine.dispose()
 
     app = FastAPI(
         title="tagwatch",
         summary="Tag suggestions for Stack Overflow questions, with drift monitoring.",
+        description="Every error is an RFC 9457 problem (`application/problem+json`): `type`, `title`, `status`, "
+        "`detail`; a 422 lists its field `errors`. Request bodies larger than the configured limit get a 413 before "
+        "they are parsed.",
         version="0.1.0",
         lifespan=lifespan,
     )
+    # The guard runs first (outermost but for the metrics, which count what it refuses too).
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_request_bytes,
+        body_timeout=settings.request_body_timeout_seconds,
+        max_in_flight=settings.max_concurrent_requests,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    problems.install(app)
+    api = schemas.request_models(schemas.Limits.from_settings(settings))
+    # Every route can answer these: 413/408/503 from the guard, 500 from a bug.
+    common = problems.responses(400, 408, 413, 500, 503)
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        return JSONResponse(status_code=422, content={"detail": "; ".join(problems), "errors": problems})
+    @app.get("/health", response_model=schemas.Health, responses=problems.responses(500))
+    async def health() -> schemas.Health:
+        """Liveness: the process answers. Never depends on the model or the database."""
+        return schemas.Health(status="ok")
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/ready", responses={503: {"model": schemas.Problem}})
-    async def ready(state: StateDep) -> JSONResponse:
+    @app.get("/ready", response_model=schemas.Readiness, responses=problems.responses(500, 503))
+    async def ready(state: StateDep) -> Response:
+        """Readiness: a model is loaded. The database is reported, not required: while it is away predictions are
+        still answered and their log spills to disk, so an outage of the shared database must not take every replica
+        out of rotation at once."""
         from tagwatch.db import ping
 
-        problems = []
         loaded = state.holder.current
-        if loaded is None:
-            problems.append("no model loaded")
         try:
             await anyio.to_thread.run_sync(ping, state.engine)
-        except Exception as exc:
-            problems.append(f"database unreachable: {type(exc).__name__}")
-        body: dict[str, Any] = {"model_version": loaded.version if loaded else None}
-        if problems:
-            body["detail"] = "; ".join(problems)
-            return JSONResponse(status_code=503, content=body)
-        body["status"] = "ready"
-        return JSONResponse(content=body)
+            database = "ok"
+        except Exception:
+            database = "unreachable"
+        version = loaded.version if loaded else None
+        if loaded is None:
+            return problems.problem_response(
+                503, "no model loaded yet: not ready for traffic", model_version=version, database=database
+            )
+        return JSONResponse(schemas.Readiness(status="ready", model_version=version, database=database).model_dump())
 
-    @app.post("/predict", response_model=schemas.Prediction, responses={503: {"model": schemas.Problem}})
-    async def predict(question: schemas.Question, state: StateDep) -> schemas.Prediction:
+    @app.post("/predict", response_model=schemas.Prediction, responses=problems.responses(422) | common)
+    async def predict(question: api.Question, state: StateDep) -> schemas.Prediction:  # type: ignore[name-defined]
         start = time.perf_counter()
         loaded = _serving(state)
         # ~2 ms of CPU: cheaper inline than a hop to the thread pool.
@@ -238,8 +246,8 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             model_version=loaded.version,
         )
 
-    @app.post("/predict/batch", response_model=schemas.BatchResponse, responses={503: {"model": schemas.Problem}})
-    async def predict_batch(batch: schemas.BatchRequest, state: StateDep) -> schemas.BatchResponse:
+    @app.post("/predict/batch", response_model=schemas.BatchResponse, responses=problems.responses(422) | common)
+    async def predict_batch(batch: api.BatchRequest, state: StateDep) -> schemas.BatchResponse:  # type: ignore[name-defined]
         start = time.perf_counter()
         loaded = _serving(state)
         items = [TextInput(q.title, q.body) for q in batch.questions]
@@ -258,9 +266,9 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
     @app.post(
         "/feedback",
         response_model=schemas.FeedbackResponse,
-        responses={404: {"model": schemas.Problem}, 503: {"model": schemas.Problem}},
+        responses=problems.responses(404, 422) | common,
     )
-    async def feedback(body: schemas.FeedbackRequest, state: StateDep) -> schemas.FeedbackResponse:
+    async def feedback(body: api.FeedbackRequest, state: StateDep) -> schemas.FeedbackResponse:  # type: ignore[name-defined]
         if state.writer is None:
             raise HTTPException(503, "The request log is disabled on this service, so feedback cannot be stored.")
         from service.requestlog import FeedbackRow
@@ -278,7 +286,7 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
         state.metrics.feedback.inc()
         return schemas.FeedbackResponse(request_id=body.request_id, tags=tags, status="recorded")
 
-    @app.get("/model", response_model=schemas.ModelResponse, responses={503: {"model": schemas.Problem}})
+    @app.get("/model", response_model=schemas.ModelResponse, responses=problems.responses(500, 503))
     async def model_info(state: StateDep) -> schemas.ModelResponse:
         loaded = _serving(state)
         return schemas.ModelResponse(
@@ -305,11 +313,44 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
 
         name = latest_report_name(reports)
         if name is None:
-            return JSONResponse({"detail": "no drift report yet: the monitor has not run"}, status_code=404)
+            return problems.problem_response(404, "no drift report yet: the monitor has not run")
         return RedirectResponse(f"/reports/{name}", status_code=307)
 
-    app.mount("/reports", StaticFiles(directory=reports, html=True, check_dir=False), name="reports")
+    reports_app = StaticFiles(directory=reports, html=True, check_dir=False)
+    app.mount("/reports", WithHeaders(reports_app, REPORT_HEADERS), name="reports")
     return app
+
+
+# Drift reports embed text that users sent (characteristic examples of a drifted window). They are written
+# neutralised (monitor.report), and served so that even a script that got in could do nothing: `sandbox` gives the
+# page an opaque origin (no cookies, no storage, no same-origin requests to this API), and the report's own inline
+# scripts and styles are all it may load — no eval, no network at all (connect-src, img-src limited to inline data).
+# Checked in headless Chromium: the Evidently report (plotly charts included) renders the same under this policy.
+REPORT_HEADERS = {
+    "Content-Security-Policy": "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; "
+    "form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class WithHeaders:
+    """An ASGI app that adds fixed headers to every response of the app it wraps."""
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k for k, _ in self.headers}
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message["headers"] = kept + self.headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 async def _reload_loop(holder: ModelHolder, interval: float) -> None:

@@ -82,10 +82,21 @@ class ServiceMetrics:
             ["table"],
             registry=r,
         )
+        self.log_queue_bytes = Gauge(
+            "tagwatch_request_log_queue_bytes",
+            "Estimated memory of the rows the request log holds: the queue, the batch being written or retried, "
+            "held feedback.",
+            registry=r,
+        )
+        self.log_queue_capacity_bytes = Gauge(
+            "tagwatch_request_log_queue_capacity_bytes",
+            "Bound of tagwatch_request_log_queue_bytes: rows that do not fit go to the spill file.",
+            registry=r,
+        )
         self.log_rows_spilled = Counter(
             "tagwatch_request_log_rows_spilled_total",
-            "Rows spilled to the local spill file because the queue was full or the service stopped "
-            "while the database was down.",
+            "Rows written to the local spill file instead of the database: the queue was full (rows or bytes), "
+            "the database was failing (write-ahead), or the service stopped before writing them.",
             registry=r,
         )
         self.log_spill_pending = Gauge(
@@ -93,6 +104,25 @@ class ServiceMetrics:
             "Rows in spill files, waiting to be written to the database.",
             registry=r,
         )
+        self.log_spill_bytes = Gauge(
+            "tagwatch_request_log_spill_bytes",
+            "Bytes of spill files in the spill directory (this process's and leftovers of earlier ones).",
+            registry=r,
+        )
+        self.log_spill_capacity_bytes = Gauge(
+            "tagwatch_request_log_spill_capacity_bytes",
+            "Cap of tagwatch_request_log_spill_bytes: rows that do not fit are dropped.",
+            registry=r,
+        )
+        self.log_rows_dropped = Counter(
+            "tagwatch_request_log_rows_dropped_total",
+            "Rows lost: neither written to the database nor spilled, because the spill directory reached its "
+            "cap (spill_full) or failed (spill_error).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("spill_full", "spill_error"):
+            self.log_rows_dropped.labels(reason=reason)  # exported at 0 from the start, for increase()
         self.log_write_failures = Counter(
             "tagwatch_request_log_write_failures_total",
             "Batch writes to the request-log database that failed (retried later).",

@@ -2,12 +2,23 @@
 
 Request handlers call ``submit_prediction`` / ``submit_feedback``, which never block and never raise because
 of the database. The thread writes batches (PostgreSQL: COPY for predictions, several times faster than
-executemany; feedback: an idempotent upsert). When the database is unreachable, the failed batch is kept and
-retried with backoff, the queue fills, and further rows go to a local spill file (JSON lines, fsync'd per
-batch) instead of blocking. Spill files are replayed, then deleted, once writes succeed again, including files
-a previous process left behind. Writes are idempotent (predictions ``ON CONFLICT DO NOTHING``, feedback keeps
-the latest record), so a row replayed twice, e.g. after a crash between a commit and the deletion of its spill
-file, is stored once.
+executemany; feedback: an idempotent upsert). Spill files are replayed, then deleted, once writes succeed
+again, including files a previous process left behind. Writes are idempotent (predictions ``ON CONFLICT DO
+NOTHING``, feedback keeps the latest record), so a row replayed twice, e.g. after a crash between a commit and
+the deletion of its spill file, is stored once.
+
+Bounds and durability:
+- Memory: the rows held (queue, the batch being written or retried, held feedback) are bounded in rows
+  (``queue_size``) and in estimated bytes (``queue_bytes``); a row that does not fit goes to the spill file.
+- Write-ahead while the database is away: once a batch write fails, or a write has hung for ``stall_timeout``,
+  the rows held in memory are spilled at once and new rows are appended straight to the spill file, flushed to
+  the kernel before ``submit_*`` returns (they survive a kill of the process); the file is fsync'd at most
+  ``flush_interval`` later (that covers the machine). The next successful write returns to the in-memory path.
+  So a SIGKILL loses only rows submitted while the database looked healthy and not yet written: at most one
+  flush interval of rows, plus those of the last batch in flight and, at the start of an outage, those submitted
+  before a write failed (or ``stall_timeout`` went by).
+- Disk: spill files in the spill directory (this process's and leftovers) are capped at ``spill_max_bytes``;
+  rows beyond the cap are dropped, counted (``tagwatch_request_log_rows_dropped_total``) and logged.
 
 Ordering: feedback references its request (foreign key). Within a batch predictions are written first;
 feedback for a request that is still waiting here (queued, in a failed batch or in a spill file) is held back
@@ -24,6 +35,7 @@ import math
 import numbers
 import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -41,7 +53,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import StatementError
 
 from service.metrics import ServiceMetrics
-from tagwatch.db import Base, Feedback, PredictionRequest
+from tagwatch.db import Base, Feedback, PredictionRequest, ping
 from tagwatch.text import BODY_FORMATS
 
 try:  # advisory file locks keep two processes from replaying the same spill file; POSIX only
@@ -228,6 +240,27 @@ def _prediction_id(line: bytes) -> str | None:
     return None
 
 
+# Memory of a row besides its strings: the dataclass, its datetime, the queue item and slot (tracemalloc: ~300 B),
+# and per suggested tag its {"tag", "score"} dict (~200 B).
+_ROW_OVERHEAD = 320
+_TAG_OVERHEAD = 200
+
+
+def row_bytes(row: Row) -> int:
+    """Estimated memory a row holds, in O(1) per string: ``sys.getsizeof`` of a str is its real size (1, 2 or 4
+    bytes per character, by its widest character, plus a header)."""
+    if isinstance(row, PredictionRow):
+        return (
+            _ROW_OVERHEAD
+            + sys.getsizeof(row.id)
+            + sys.getsizeof(row.title)
+            + sys.getsizeof(row.body)
+            + _TAG_OVERHEAD * len(row.predicted)
+            + sum(sys.getsizeof(p["tag"]) for p in row.predicted)
+        )
+    return _ROW_OVERHEAD + sys.getsizeof(row.request_id) + sum(sys.getsizeof(t) + 8 for t in row.tags)
+
+
 # ------------------------------------------------------------------------------------------------ spill files
 
 
@@ -253,19 +286,26 @@ def _fsync_dir(directory: Path) -> None:
 class _SpillWriter:
     """Appends rows to this process's active spill file. Thread-safe: request threads and the writer use it.
 
-    The file stays locked (flock) while this process owns it, so another process never replays it meanwhile.
+    Every append is flushed to the kernel before it returns (it survives a kill of the process); fsync happens
+    when asked (``sync=True``) or through ``sync_if_dirty``, which the writer calls every flush interval from a
+    thread of its own, so that a request handler never waits for a disk sync. The file stays locked (flock)
+    while this process owns it, so another process never replays it meanwhile.
+
+    ``max_bytes`` caps the spill files in the directory (``spill-*.jsonl``: this process's and leftovers, counted
+    from the directory at start and on ``recount``, plus what was appended since): rows that would go beyond
+    are not written but handed back to the caller.
     """
 
-    def __init__(self, directory: Path, *, sync_rows: int, sync_interval: float) -> None:
+    def __init__(self, directory: Path, *, max_bytes: int) -> None:
         self.directory = directory
-        self._sync_rows = sync_rows
-        self._sync_interval = sync_interval
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._fh: IO[bytes] | None = None
         self._path: Path | None = None
         self._rows = 0
-        self._unsynced = 0
-        self._last_sync = time.monotonic()
+        self._dirty = False
+        self._disk_bytes: int | None = None  # None: not counted yet
+        self._counted_at = -math.inf
 
     @property
     def rows(self) -> int:
@@ -275,6 +315,31 @@ class _SpillWriter:
     def path(self) -> Path | None:
         return self._path
 
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of spill files in the directory, as last counted plus appended since."""
+        return self._disk_bytes or 0
+
+    def recount(self) -> int:
+        with self._lock:
+            return self._recount_locked()
+
+    def _recount_locked(self) -> int:
+        total = 0
+        if self.directory.is_dir():
+            for path in self.directory.glob(f"{SPILL_PREFIX}*.jsonl"):
+                with contextlib.suppress(FileNotFoundError):  # replayed and deleted meanwhile
+                    total += path.stat().st_size
+        self._disk_bytes = total
+        self._counted_at = time.monotonic()
+        return total
+
+    def forget(self, size: int) -> None:
+        """A spill file of ``size`` bytes was deleted."""
+        with self._lock:
+            if self._disk_bytes is not None:
+                self._disk_bytes = max(0, self._disk_bytes - size)
+
     def _open(self) -> IO[bytes]:
         self.directory.mkdir(parents=True, exist_ok=True)
         # Names sort by creation time, so files are replayed oldest first.
@@ -283,39 +348,66 @@ class _SpillWriter:
         fh = open(path, "xb")  # noqa: SIM115 - kept open across calls, closed in seal()/close()
         _try_lock(fh)
         _fsync_dir(self.directory)
-        self._fh, self._path, self._rows, self._unsynced = fh, path, 0, 0
-        self._last_sync = time.monotonic()
+        self._fh, self._path, self._rows, self._dirty = fh, path, 0, False
         return fh
 
-    def append(self, rows: Sequence[Row], *, sync: bool, close: bool = False) -> None:
-        """Write rows; fsync when asked, or once enough rows or time went by since the last fsync.
+    def append(self, rows: Sequence[Row], *, sync: bool, close: bool = False) -> list[int]:
+        """Write rows, flushed to the kernel; fsync too when ``sync``. Returns the positions (in ``rows``) of the
+        rows not written because the directory reached ``max_bytes``. Raises OSError when the directory fails.
 
         ``close``: also close the file, releasing its lock, so that the next writer can replay it.
         """
-        data = b"".join(_dumps(r) for r in rows)
+        lines = [_dumps(r) for r in rows]
         with self._lock:
-            fh = self._fh or self._open()
-            fh.write(data)
-            # In the kernel now: survives a crash of this process; the fsync below covers the machine.
-            fh.flush()
-            self._rows += len(rows)
-            self._unsynced += len(rows)
-            due = time.monotonic() - self._last_sync >= self._sync_interval
-            if sync or due or self._unsynced >= self._sync_rows:
+            if self._disk_bytes is None:
+                self._recount_locked()
+            room = self.max_bytes - self.disk_bytes
+            if sum(map(len, lines)) > room and time.monotonic() - self._counted_at >= 1.0:
+                # Files may have been replayed and deleted by another process since the last count.
+                room = self.max_bytes - self._recount_locked()
+            kept: list[bytes] = []
+            dropped: list[int] = []
+            for i, line in enumerate(lines):
+                if len(line) <= room:
+                    kept.append(line)
+                    room -= len(line)
+                else:
+                    dropped.append(i)
+            if kept:
+                data = b"".join(kept)
+                fh = self._fh or self._open()
+                fh.write(data)
+                # In the kernel now: survives a crash of this process; the fsync covers the machine.
+                fh.flush()
+                self._disk_bytes = self.disk_bytes + len(data)
+                self._rows += len(kept)
+                self._dirty = True
+            if sync:
                 self._sync_locked()
             if close:
                 self._close_locked()
+        return dropped
 
     def _sync_locked(self) -> None:
-        if self._fh is not None and self._unsynced:
+        if self._fh is not None and self._dirty:
             os.fsync(self._fh.fileno())
-            self._unsynced = 0
-        self._last_sync = time.monotonic()
+            self._dirty = False
 
     def sync_if_dirty(self) -> None:
+        """fsync the active file if rows were appended since the last fsync; appends are not held up meanwhile."""
         with self._lock:
-            if self._unsynced:
-                self._sync_locked()
+            if self._fh is None or not self._dirty:
+                return
+            fd = os.dup(self._fh.fileno())  # valid even if the file is sealed or closed during the fsync
+            self._dirty = False
+        try:
+            os.fsync(fd)
+        except OSError:
+            with self._lock:
+                self._dirty = True
+            raise
+        finally:
+            os.close(fd)
 
     def seal(self) -> tuple[Path, IO[bytes], int] | None:
         """Hand the active file over for replay, still locked; the next append starts a new file."""
@@ -363,6 +455,13 @@ class _Item:
     held_since: float = 0.0
     next_check: float = 0.0
     orphan: bool = False
+    size: int = 0  # estimated bytes counted in the writer's memory total while the item is held
+    spilled: bool = False  # a copy was appended to the spill file while a write hung (see the watchdog)
+
+    @property
+    def durable(self) -> bool:
+        """Whether the row is also on disk (a spill file), not only in memory."""
+        return self.source is not None or self.spilled
 
 
 @dataclass
@@ -385,7 +484,9 @@ class WriterStats:
     feedback_deferred: int = 0  # feedback rows that had to wait for their request at least once
     orphans_dropped: int = 0  # feedback whose request never appeared (after orphan_timeout)
     rows_rejected: int = 0  # rows the database refused as invalid: kept in a rejected-*.jsonl file
-    rows_lost: int = 0  # rows that could be neither written nor spilled (the spill dir failed too)
+    rows_lost: int = 0  # rows that could be neither written nor spilled (spill dir full or failing), all causes
+    rows_dropped_spill_full: int = 0  # of which: the spill dir had reached its byte cap
+    stalls: int = 0  # writes that hung longer than stall_timeout (rows spilled meanwhile)
 
 
 class _PermanentError(Exception):
@@ -415,12 +516,16 @@ def _is_permanent(exc: BaseException) -> bool:
 
 
 class RequestLogWriter:
-    """Writes prediction and feedback rows to the request log in the background, losing none.
+    """Writes prediction and feedback rows to the request log in the background, losing none it can keep.
 
-    ``flush_interval``: longest time a row waits in memory before its batch is written. ``spill_dir``: where
-    spill files go. ``max_backoff``: cap of the retry delay while the database is down.
-    ``orphan_timeout``: how long feedback whose request is nowhere to be found is retried before it is
-    dropped (with an error log).
+    ``queue_size`` / ``queue_bytes``: most rows, and most estimated bytes (``row_bytes``), held in memory (the
+    queue, the batch being written or retried, held feedback, rows read back from spill files); what does not
+    fit goes to the spill file. ``flush_interval``: longest time a row waits in memory before its batch is
+    written, and longest time a spilled row waits for its fsync. ``spill_dir``: where spill files go;
+    ``spill_max_bytes``: their cap, beyond which rows are dropped. ``max_backoff``: cap of the retry delay while
+    the database is down. ``stall_timeout``: a write taking longer counts as an outage (rows are spilled
+    meanwhile). ``orphan_timeout``: how long feedback whose request is nowhere to be found is retried before it
+    is dropped (with an error log).
     """
 
     def __init__(
@@ -428,43 +533,60 @@ class RequestLogWriter:
         engine: Engine,
         *,
         queue_size: int,
+        queue_bytes: int,
         batch_size: int,
         flush_interval: float,
         spill_dir: Path,
+        spill_max_bytes: int,
         metrics: ServiceMetrics | None = None,
         max_backoff: float = 5.0,
+        stall_timeout: float = 5.0,
         orphan_timeout: float = 600.0,
         rescan_interval: float = 30.0,
     ) -> None:
-        if queue_size < 1 or batch_size < 1:
-            raise ValueError(f"queue_size and batch_size must be >= 1, got {queue_size} and {batch_size}")
-        if not flush_interval > 0 or not max_backoff > 0:
-            raise ValueError("flush_interval and max_backoff must be > 0")
+        if queue_size < 1 or batch_size < 1 or queue_bytes < 1:
+            raise ValueError(
+                f"queue_size, queue_bytes and batch_size must be >= 1, got {queue_size}, {queue_bytes}, {batch_size}"
+            )
+        if spill_max_bytes < 0:
+            raise ValueError(f"spill_max_bytes must be >= 0, got {spill_max_bytes}")
+        if not flush_interval > 0 or not max_backoff > 0 or not stall_timeout > 0:
+            raise ValueError("flush_interval, max_backoff and stall_timeout must be > 0")
         self.engine = engine
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
         self._queue_size = queue_size
+        self._queue_bytes = queue_bytes
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._max_backoff = max_backoff
+        self._stall_timeout = stall_timeout
         self._orphan_timeout = orphan_timeout
         self._rescan_interval = rescan_interval
         self.spill_dir = Path(spill_dir)
         self._metrics = metrics
         self._use_copy = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
-        self._spill = _SpillWriter(self.spill_dir, sync_rows=batch_size, sync_interval=flush_interval)
+        self._spill = _SpillWriter(self.spill_dir, max_bytes=spill_max_bytes)
 
-        self._lock = threading.Lock()  # guards _pending, _closed, _flush_waiters, _stats, _spill_rows
+        # Guards _pending, _closed, _healthy (writes), _memory_bytes, _flush_waiters, _stats, _spill_rows, _losses.
+        self._lock = threading.Lock()
         self._pending: Counter[str] = Counter()
         self._closed = False
         self._flush_waiters: list[threading.Event] = []
         self._stats = WriterStats(method="copy" if self._use_copy else "insert")
         self._spill_rows = 0
+        self._memory_bytes = 0
+        # False from a failed (or hung) write to the next successful one: rows then go to the spill file.
         self._healthy = True
+        self._losses: Counter[str] = Counter()  # rows lost since the last error log, by reason
+        self._loss_logged: dict[str, float] = {}
 
         self._wake = threading.Event()  # data, flush or stop: ends the idle wait
         self._control = threading.Event()  # flush or stop only: ends a backoff wait
         self._stop_requested = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_stop = threading.Event()
+        self._write_started: float | None = None  # when the write in progress began (monotonic)
 
         # Owned by the writer thread.
         self._batch: list[_Item] = []
@@ -476,13 +598,18 @@ class RequestLogWriter:
         if metrics is not None:
             metrics.log_queue_capacity.set(queue_size)
             metrics.log_queue_depth.set_function(self._queue.qsize)
+            metrics.log_queue_capacity_bytes.set(queue_bytes)
+            metrics.log_queue_bytes.set_function(lambda: self._memory_bytes)
             metrics.log_spill_pending.set(0)
+            metrics.log_spill_capacity_bytes.set(spill_max_bytes)
+            metrics.log_spill_bytes.set_function(lambda: self._spill.disk_bytes)
 
     # --------------------------------------------------------------------------------------------- public API
 
     @property
     def healthy(self) -> bool:
-        """False when the last batch write failed (True before the first write)."""
+        """False from a failed (or hung) batch write to the next successful one (True before the first write).
+        While False, new rows go straight to the spill file."""
         return self._healthy
 
     @property
@@ -496,23 +623,35 @@ class RequestLogWriter:
         with self._lock:
             return self._spill_rows
 
+    @property
+    def memory_bytes(self) -> int:
+        """Estimated bytes of the rows held in memory (bounded by ``queue_bytes`` plus one row)."""
+        return self._memory_bytes
+
+    @property
+    def spill_bytes(self) -> int:
+        """Bytes of spill files in the spill directory (bounded by ``spill_max_bytes``)."""
+        return self._spill.disk_bytes
+
     def start(self) -> None:
         """Claim spill files left by earlier processes (replayed in the background), then start the thread."""
         if self._thread is not None:
             raise RuntimeError("the request log writer was already started")
         self._claim_leftovers()
         self._next_rescan = time.monotonic() + self._rescan_interval
+        self._watchdog = threading.Thread(target=self._watch, name="tagwatch-requestlog-sync", daemon=True)
+        self._watchdog.start()
         self._thread = threading.Thread(target=self._run, name="tagwatch-requestlog", daemon=True)
         self._thread.start()
 
     def submit_prediction(self, row: PredictionRow) -> None:
-        """Queue a prediction row. Never blocks; never raises because of the database."""
+        """Queue a prediction row. Never blocks on the database; never raises because of it."""
         if not isinstance(row, PredictionRow):
             raise TypeError(f"expected a PredictionRow, got {type(row).__name__}")
         self._submit(row)
 
     def submit_feedback(self, row: FeedbackRow) -> None:
-        """Queue a feedback row. Never blocks; never raises because of the database."""
+        """Queue a feedback row. Never blocks on the database; never raises because of it."""
         if not isinstance(row, FeedbackRow):
             raise TypeError(f"expected a FeedbackRow, got {type(row).__name__}")
         self._submit(row)
@@ -546,7 +685,7 @@ class RequestLogWriter:
                 return False
         return True
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float) -> None:
         """Write what can be written within ``timeout`` seconds, spill the rest; later submits are spilled."""
         with self._lock:
             self._closed = True
@@ -555,16 +694,26 @@ class RequestLogWriter:
         self._wake.set()
         thread = self._thread
         if thread is not None:
-            thread.join(timeout)
+            deadline = time.monotonic() + timeout
+            while thread.is_alive() and time.monotonic() < deadline:
+                thread.join(min(0.05, max(0.0, deadline - time.monotonic())))
+                if self._write_started is not None and not self._healthy and not self._memory_rows_left():
+                    break  # a write hangs and every row is on disk already: no reason to wait for it
             if thread.is_alive():
-                log.error("request log writer did not finish within %.1fs: spilling what is left in memory", timeout)
-        # Rows the thread did not take (never started, or stuck in a database call). Spilling a row the thread
-        # then still writes is harmless: replays are idempotent.
+                log.error(
+                    "request log writer did not finish within %.1fs (a database call hangs): spilling what is left "
+                    "in memory",
+                    time.monotonic() - deadline + timeout,
+                )
+        # Rows the thread did not take (never started, or stuck in a database call), or could not spill. Spilling
+        # a row the thread then still writes is harmless: replays are idempotent.
         leftovers = self._drain_queue()
-        if thread is not None and thread.is_alive():
-            leftovers += [it for it in list(self._batch) + list(self._held) if it.source is None]
+        leftovers += [it for it in list(self._batch) + list(self._held) if not it.durable]
         if leftovers:
-            self._spill_items(leftovers, sync=True)
+            self._lose(self._spill_items(leftovers, sync=True), "spill_error")
+        self._watchdog_stop.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout)
         self._spill.close()
         if self._metrics is not None:
             self._metrics.log_spill_pending.set(self.spill_pending)
@@ -573,52 +722,124 @@ class RequestLogWriter:
 
     def _submit(self, row: Row) -> None:
         item = _Item(row)
+        size = row_bytes(row)
+        queued = False
         with self._lock:
             if isinstance(row, PredictionRow):
                 self._pending[row.id] += 1
             closed = self._closed
-            if not closed:
-                try:
-                    self._queue.put_nowait(item)
-                    queued = True
-                except queue.Full:
-                    queued = False
+            write_ahead = not self._healthy
+            if not closed and not write_ahead:
+                queued = self._enqueue_locked(item, size)
         if closed:
             # No thread to replay it any more: close the file at once so that the next process can.
-            self._spill_items([item], sync=True, close=True)
+            self._lose(self._spill_items([item], sync=True, close=True), "spill_error")
             return
         if not queued:
-            self._spill_items([item], sync=False)
-            return
-        if self._queue.qsize() >= self._batch_size:
+            # The database is away (write-ahead), or memory is full. The append is flushed to the kernel before
+            # this returns; the watchdog fsyncs it within a flush interval.
+            failed = self._spill_items([item], sync=False)
+            if failed and write_ahead:
+                with self._lock:  # the spill dir fails too: memory, while it has room, rather than nothing
+                    queued = self._enqueue_locked(item, size)
+                if queued:
+                    failed = []
+            self._lose(failed, "spill_error")
+            if not queued:
+                return
+        if self._queue.qsize() >= self._batch_size or 2 * self._memory_bytes >= self._queue_bytes:
             self._wake.set()
 
-    def _spill_items(self, items: Sequence[_Item], *, sync: bool, close: bool = False) -> None:
-        """Append memory rows to the spill file. Never raises: if that fails too, the rows are logged lost."""
+    def _enqueue_locked(self, item: _Item, size: int) -> bool:
+        if self._memory_bytes + size > self._queue_bytes:
+            return False
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            return False
+        item.size = size
+        self._memory_bytes += size
+        return True
+
+    def _release(self, items: Iterable[_Item]) -> None:
+        """Items no longer held in memory: take them off the memory total."""
+        freed = 0
+        for it in items:
+            freed += it.size
+            it.size = 0
+        if freed:
+            with self._lock:
+                self._memory_bytes -= freed
+
+    def _spill_items(self, items: Sequence[_Item], *, sync: bool, close: bool = False) -> list[_Item]:
+        """Append memory rows to the spill file; rows beyond the spill cap are dropped (counted, logged). Never
+        raises: returns the items the spill dir failed to take (still held; the caller keeps or loses them)."""
+        if not items:
+            return []
+        try:
+            dropped = set(self._spill.append([it.row for it in items], sync=sync, close=close))
+        except Exception as exc:
+            self._log_loss("spill_error", 0, exc)
+            return list(items)
+        full = [it for i, it in enumerate(items) if i in dropped]
+        spilled = [it for i, it in enumerate(items) if i not in dropped]
+        self._release(spilled)
+        if spilled:
+            with self._lock:
+                self._stats.rows_spilled += len(spilled)
+                self._spill_rows += len(spilled)
+                pending = self._spill_rows
+            if self._metrics is not None:
+                self._metrics.log_rows_spilled.inc(len(spilled))
+                self._metrics.log_spill_pending.set(pending)
+        self._lose(full, "spill_full")
+        return []
+
+    def _lose(self, items: Sequence[_Item], reason: Literal["spill_full", "spill_error"]) -> None:
+        """Rows that can be neither written nor spilled: counted, logged (at most every 10 s per reason)."""
         if not items:
             return
-        rows = [it.row for it in items]
-        try:
-            self._spill.append(rows, sync=sync, close=close)
-        except Exception:
-            log.exception(
-                "request log: could not write %d rows to the spill dir %s; they are LOST",
-                len(rows),
-                self.spill_dir,
-            )
-            with self._lock:
-                self._stats.rows_lost += len(rows)
-                for r in rows:
-                    if isinstance(r, PredictionRow):
-                        self._unpend_locked(r.id)
-            return
+        self._release(items)
         with self._lock:
-            self._stats.rows_spilled += len(rows)
-            self._spill_rows += len(rows)
-            pending = self._spill_rows
+            self._stats.rows_lost += len(items)
+            if reason == "spill_full":
+                self._stats.rows_dropped_spill_full += len(items)
+            for it in items:
+                if isinstance(it.row, PredictionRow):
+                    self._unpend_locked(it.row.id)
         if self._metrics is not None:
-            self._metrics.log_rows_spilled.inc(len(rows))
-            self._metrics.log_spill_pending.set(pending)
+            self._metrics.log_rows_dropped.labels(reason=reason).inc(len(items))
+        self._log_loss(reason, len(items))
+
+    def _log_loss(self, reason: str, rows: int, exc: BaseException | None = None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._losses[reason] += rows
+            due = now - self._loss_logged.get(reason, -math.inf) >= 10.0
+            if not due:
+                return
+            self._loss_logged[reason] = now
+            lost, self._losses[reason] = self._losses[reason], 0
+        if reason == "spill_full":
+            log.error(
+                "request log: the spill dir %s holds %d bytes, its cap is %d (TAGWATCH_SPILL_MAX_BYTES): %d rows "
+                "were DROPPED (logged at most every 10s)",
+                self.spill_dir,
+                self._spill.disk_bytes,
+                self._spill.max_bytes,
+                lost,
+            )
+        elif exc is not None:
+            log.error(
+                "request log: cannot write to the spill dir %s (%s: %s); rows are kept in memory while it has "
+                "room, else LOST (%d so far; logged at most every 10s)",
+                self.spill_dir,
+                type(exc).__name__,
+                exc,
+                lost,
+            )
+        else:
+            log.error("request log: %d rows could be neither written nor spilled: they are LOST", lost)
 
     def _unpend_locked(self, request_id: str) -> None:
         n = self._pending.get(request_id, 0)
@@ -639,8 +860,8 @@ class RequestLogWriter:
     def _memory_rows_left(self) -> bool:
         return (
             not self._queue.empty()
-            or any(it.source is None for it in self._batch)
-            or any(it.source is None and not it.orphan for it in self._held)
+            or any(not it.durable for it in self._batch)
+            or any(not it.durable and not it.orphan for it in self._held)
         )
 
     # --------------------------------------------------------------------------------------------- the thread
@@ -662,16 +883,16 @@ class RequestLogWriter:
             with self._lock:
                 waiters = list(self._flush_waiters)
             try:
-                self._spill.sync_if_dirty()
                 result = self._step(stopping)
             except Exception:  # a bug must not kill the thread: keep the rows, log, retry later
                 log.exception("request log: unexpected error in the writer thread")
+                self._set_healthy(False)
                 result = "failed"
             if result == "failed":
                 backoff = min(self._max_backoff, max(2 * backoff, min(0.05, self._max_backoff)))
-                if stopping or waiters:
-                    # Make everything in memory durable now; rows read from spill files stay in their files.
-                    self._spill_memory_rows()
+                # Write-ahead: while the database is away nothing stays only in memory; new rows are spilled by
+                # _submit (the writer is unhealthy now), the retried batch is read back from the spill file.
+                self._spill_memory_rows()
             else:
                 backoff = 0.0
             if stopping and result != "ok":
@@ -684,14 +905,68 @@ class RequestLogWriter:
                     w.set()
         self._finish_thread()
 
+    def _watch(self) -> None:
+        """Every flush interval: fsync the spill file if rows were appended, and notice a write that hangs (a
+        database that vanished without closing its connections) to switch to write-ahead meanwhile."""
+        while not self._watchdog_stop.wait(self._flush_interval):
+            try:
+                self._spill.sync_if_dirty()
+                started = self._write_started
+                if started is not None and self._healthy and time.monotonic() - started > self._stall_timeout:
+                    self._on_stall(time.monotonic() - started)
+            except Exception:
+                log.exception("request log: the spill watchdog failed; retrying")
+
+    def _on_stall(self, seconds: float) -> None:
+        log.warning(
+            "request log: a batch write has hung for %.1fs: spilling the rows in memory and new rows until a "
+            "write succeeds",
+            seconds,
+        )
+        self._set_healthy(False)
+        # Copies of the rows the writer thread holds (it is stuck in a database call): whichever way that call
+        # ends, the row is stored once (idempotent replays). The queue is taken over.
+        held = [it for it in list(self._batch) + list(self._held) if not it.durable]
+        if not held or self._spill_items_copy(held):
+            for it in self._spill_items(self._drain_queue(), sync=True):
+                try:
+                    self._queue.put_nowait(it)  # the spill dir fails too: back to memory (still counted there)
+                except queue.Full:
+                    self._lose([it], "spill_error")
+        with self._lock:
+            self._stats.stalls += 1
+
+    def _spill_items_copy(self, items: list[_Item]) -> bool:
+        """Append copies of rows that stay where they are (in the writer's batch); mark them durable."""
+        try:
+            dropped = set(self._spill.append([it.row for it in items], sync=True))
+        except Exception as exc:
+            self._log_loss("spill_error", 0, exc)
+            return False
+        copied = [it for i, it in enumerate(items) if i not in dropped]
+        for it in copied:
+            it.spilled = True
+        with self._lock:
+            self._stats.rows_spilled += len(copied)
+            self._spill_rows += len(copied)
+            pending = self._spill_rows
+        if self._metrics is not None:
+            self._metrics.log_rows_spilled.inc(len(copied))
+            self._metrics.log_spill_pending.set(pending)
+        return True
+
+    def _set_healthy(self, healthy: bool) -> None:
+        with self._lock:  # _submit reads it under the same lock: a row is either queued before or spilled after
+            self._healthy = healthy
+
     def _flush_satisfied(self) -> bool:
         if not self._queue.empty():
             return False
         if self._healthy:
             waiting = any(not it.orphan for it in self._held)
             return not self._batch and not waiting and not self._replay_work_left()
-        return not any(it.source is None for it in self._batch) and not any(
-            it.source is None and not it.orphan for it in self._held
+        return not any(not it.durable for it in self._batch) and not any(
+            not it.durable and not it.orphan for it in self._held
         )
 
     def _finish_thread(self) -> None:
@@ -700,6 +975,9 @@ class RequestLogWriter:
                 rp.reader.close()
             rp.lock.close()  # releases the flock: the file is replayed by the next process
         self._replays = []
+        self._release(it for it in self._batch + self._held if it.durable)
+        self._batch = [it for it in self._batch if not it.durable]
+        self._held = [it for it in self._held if not it.durable]
         self._spill.close()
         with self._lock:
             waiters, self._flush_waiters = self._flush_waiters, []
@@ -707,16 +985,23 @@ class RequestLogWriter:
             w.set()
 
     def _spill_memory_rows(self) -> None:
-        items = [it for it in self._batch if it.source is None]
+        """Move every row held only in memory to the spill file. Rows the spill dir fails to take stay in the
+        batch (retried with it); rows already on disk leave memory."""
+        items = [it for it in self._batch if not it.durable]
         items += self._drain_queue()
-        items += [it for it in self._held if it.source is None]
+        items += [it for it in self._held if not it.durable]
+        on_disk = [it for it in self._batch if it.spilled] + [it for it in self._held if it.spilled]
+        self._release(on_disk)
         self._batch = [it for it in self._batch if it.source is not None]
         self._held = [it for it in self._held if it.source is not None]
-        self._spill_items(items, sync=True)
+        failed = self._spill_items(items, sync=True)
+        self._batch = failed + self._batch
 
     def _work_ready(self) -> bool:
         """Whether to skip the idle wait: a full batch waits, or spill files are being replayed."""
         if self._batch or self._queue.qsize() >= self._batch_size:
+            return True
+        if 2 * self._memory_bytes >= self._queue_bytes and not self._queue.empty():
             return True
         now = time.monotonic()
         if any(not it.orphan or it.next_check <= now for it in self._held if not self._request_pending(it)):
@@ -736,10 +1021,13 @@ class RequestLogWriter:
             batch = self._release_held()
             batch += self._drain_queue(self._batch_size - len(batch))
             if not stopping and len(batch) < self._batch_size:
-                batch += self._read_replays(self._batch_size - len(batch))
+                batch += self._read_replays(self._batch_size - len(batch), have=len(batch))
             self._batch = batch
         if not self._batch:
-            return "idle"
+            if self._healthy or stopping:
+                return "idle"
+            return self._probe()  # nothing to retry with (e.g. all spilled rows dropped): ask the database
+        self._write_started = time.monotonic()
         try:
             try:
                 self._write_batch(self._batch)
@@ -748,7 +1036,21 @@ class RequestLogWriter:
         except Exception as exc:
             self._on_failure(exc)
             return "failed"
+        finally:
+            self._write_started = None
         self._batch = []
+        self._on_success()
+        return "ok"
+
+    def _probe(self) -> Literal["ok", "failed"]:
+        self._write_started = time.monotonic()
+        try:
+            ping(self.engine)
+        except Exception as exc:
+            self._on_failure(exc)
+            return "failed"
+        finally:
+            self._write_started = None
         self._on_success()
         return "ok"
 
@@ -767,12 +1069,13 @@ class RequestLogWriter:
         if not self._healthy or self._failing_since is not None:
             down = time.monotonic() - (self._failing_since or time.monotonic())
             log.warning("request log: database writes work again after %.1fs", down)
-        self._healthy = True
+        self._set_healthy(True)
         self._failing_since = None
         if self._metrics is not None:
             self._metrics.log_last_write.set(time.time())
 
     def _on_failure(self, exc: BaseException) -> None:
+        self._set_healthy(False)
         with self._lock:
             self._stats.write_failures += 1
         if self._metrics is not None:
@@ -780,14 +1083,14 @@ class RequestLogWriter:
         if self._failing_since is None:
             self._failing_since = time.monotonic()
             log.warning(
-                "request log: writing a batch of %d rows failed (%s: %s); keeping it, retrying with backoff",
+                "request log: writing a batch of %d rows failed (%s: %s); spilling rows until a write succeeds, "
+                "retrying with backoff",
                 len(self._batch),
                 type(exc).__name__,
                 str(exc).strip().splitlines()[0] if str(exc) else "",
             )
         else:
             log.debug("request log: write failed again: %s", exc)
-        self._healthy = False
 
     # ------------------------------------------------------------------------------------------ held feedback
 
@@ -825,6 +1128,7 @@ class RequestLogWriter:
 
     def _claim_leftovers(self) -> None:
         """Lock spill files no live process owns, and register their requests as pending."""
+        self._spill.recount()  # another process may have added or removed files since
         if not self.spill_dir.is_dir():
             return
         mine = {rp.path for rp in self._replays}
@@ -874,8 +1178,9 @@ class RequestLogWriter:
         log.warning("request log: replaying %d rows left in %s", rows, path)
         return _Replay(path=path, lock=fh, rows=rows)
 
-    def _read_replays(self, limit: int) -> list[_Item]:
-        """Up to ``limit`` rows from spill files, oldest file first."""
+    def _read_replays(self, limit: int, *, have: int) -> list[_Item]:
+        """Up to ``limit`` rows from spill files, oldest file first, while the memory bound has room (one row at
+        least when the batch has ``have`` == 0 rows otherwise, so that a row bigger than the bound moves on)."""
         if not any(not rp.eof for rp in self._replays):
             sealed = self._spill.seal()
             if sealed is not None:
@@ -898,7 +1203,7 @@ class RequestLogWriter:
                     rp.lock.close()
                     self._replays.remove(rp)
                     continue
-            while len(out) < limit:
+            while len(out) < limit and (not (out or have) or self._memory_bytes < self._queue_bytes):
                 line = rp.reader.readline()
                 if not line:
                     rp.eof = True
@@ -913,16 +1218,23 @@ class RequestLogWriter:
                     self._reject_line(rp.path, line, exc)
                     continue
                 rp.outstanding += 1
-                out.append(_Item(row, source=rp))
+                item = _Item(row, source=rp, size=row_bytes(row))
+                with self._lock:
+                    self._memory_bytes += item.size
+                out.append(item)
             self._finish_replay_if_done(rp)
+            if out and self._memory_bytes >= self._queue_bytes:
+                break
         return out
 
     def _finish_replay_if_done(self, rp: _Replay) -> None:
         if not rp.done() or rp not in self._replays:
             return
+        size = os.fstat(rp.lock.fileno()).st_size
         rp.path.unlink(missing_ok=True)
         rp.lock.close()
         self._replays.remove(rp)
+        self._spill.forget(size)
         _fsync_dir(rp.path.parent)
         with self._lock:
             self._stats.spill_files_replayed += 1
@@ -930,6 +1242,8 @@ class RequestLogWriter:
 
     def _resolve(self, items: Iterable[_Item]) -> None:
         """Rows that are done (written, rejected or dropped): delete their spill files once those are done."""
+        items = list(items)
+        self._release(items)
         from_files = 0
         touched: list[_Replay] = []
         for it in items:

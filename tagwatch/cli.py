@@ -20,6 +20,22 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+@app.callback()
+def _check_settings() -> None:
+    """Read the settings once before any command: a wrong value is one clear line, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            name = f"TAGWATCH_{where.upper()}: " if where else ""
+            typer.echo(f"tagwatch: invalid setting: {name}{err['msg'].removeprefix('Value error, ')}", err=True)
+        raise typer.Exit(2) from None
+
+
 DataOpt = Annotated[
     Path | None,
     typer.Option(
@@ -166,7 +182,16 @@ def serve(
 
     from service.app import create_app
 
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info", access_log=False)
+    # In-flight requests get 5 s after SIGTERM; then the lifespan drains the request log (TAGWATCH_LOG_DRAIN_SECONDS).
+    uvicorn.run(
+        create_app(get_settings()),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
 @app.command()

@@ -118,6 +118,7 @@ def test_the_designed_alerts_exist() -> None:
         "TagwatchNoTraffic",
         "TagwatchApiDown",
         "TagwatchRequestLogFailing",
+        "TagwatchRequestLogLosingRows",
         "TagwatchMonitorStale",
         "TagwatchDataDriftConfirmed",
         "TagwatchConceptDriftConfirmed",

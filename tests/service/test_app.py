@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -305,4 +306,120 @@ def test_latest_report_redirects_to_the_newest(client: TestClient, settings: Set
     latest = client.get("/reports/latest", follow_redirects=False)
     assert latest.status_code == 307
     assert latest.headers["location"] == "/reports/drift-20240102T000000.000000Z.html"
-    assert "drift-20240102" in client.get("/reports/latest").text
+    served = client.get("/reports/latest")
+    assert "drift-20240102" in served.text
+    # Served so that a script that got into a report could do nothing on this origin.
+    assert served.headers["content-security-policy"].startswith("sandbox allow-scripts;")
+    assert "connect-src 'none'" in served.headers["content-security-policy"]
+    assert served.headers["x-content-type-options"] == "nosniff"
+    (settings.reports_dir / "index.html").write_text("<html>runs</html>")
+    index = client.get("/reports/")
+    assert "sandbox" in index.headers["content-security-policy"]
+
+
+def test_errors_are_problem_details(client: TestClient) -> None:
+    for response, status in [
+        (client.post("/predict", json={"title": ""}), 422),
+        (client.post("/predict", content=b"{x", headers={"content-type": "application/json"}), 422),
+        (client.get("/nowhere"), 404),
+        (client.delete("/predict"), 405),
+        (client.post("/feedback", json={"request_id": "f" * 32, "tags": ["java"]}), 404),
+    ]:
+        assert response.status_code == status
+        assert response.headers["content-type"] == "application/problem+json"
+        body = response.json()
+        assert body["status"] == status
+        assert body["type"].startswith("/problems/")
+        assert body["title"]
+        assert body["detail"]
+    invalid = client.post("/predict", json={"title": "", "body": 5}).json()
+    assert [e["loc"] for e in invalid["errors"]] == [["body", "title"], ["body", "body"]]
+    # The input is not echoed back (it may be 60,000 characters).
+    assert "input" not in invalid["errors"][0]
+
+
+def test_a_bug_is_a_500_problem_without_internals(settings: Settings, small_model: TagModel) -> None:
+    class Broken:
+        tags = small_model.tags
+
+        def predict_scores(self, items: Any) -> Any:
+            return small_model.predict_scores(items)
+
+        def predict(self, items: Any) -> Any:
+            raise RuntimeError("secret internal state")
+
+    source = InMemorySource()
+    source.add("1", Broken())  # type: ignore[arg-type]
+    with TestClient(create_app(settings, source=source), raise_server_exceptions=False) as c:
+        response = c.post("/predict", json=PANDAS_QUESTION)
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == 500
+    assert "secret internal state" not in response.text
+
+
+def test_batch_total_characters_are_bounded(settings: Settings, source: InMemorySource) -> None:
+    limited = settings.model_copy(update={"max_batch_chars": 10_000})
+    with _client(limited, source) as c:
+        fits = {"questions": [{"title": "How to sort a list", "body": "x" * 4_000}] * 2}
+        assert c.post("/predict/batch", json=fits).status_code == 200
+        over = {"questions": [{"title": "How to sort a list", "body": "x" * 4_000}] * 3}
+        response = c.post("/predict/batch", json=over)
+        assert response.status_code == 422
+        assert "TAGWATCH_MAX_BATCH_CHARS" in response.json()["detail"]
+        assert _rows(c)["prediction_requests"] == 2
+
+
+def test_limits_come_from_the_settings(settings: Settings, source: InMemorySource) -> None:
+    limited = settings.model_copy(update={"max_body_chars": 1_000, "max_title_chars": 50, "max_batch_size": 3})
+    with _client(limited, source) as c:
+        assert c.post("/predict", json={"title": "t", "body": "x" * 1_000}).status_code == 200
+        assert c.post("/predict", json={"title": "t", "body": "x" * 1_001}).status_code == 422
+        assert c.post("/predict", json={"title": "t" * 51}).status_code == 422
+        assert c.post("/predict/batch", json={"questions": [{"title": "t"}] * 4}).status_code == 422
+        schemas = c.get("/openapi.json").json()["components"]["schemas"]
+    # The document shows the limits this app enforces.
+    assert schemas["Question"]["properties"]["body"]["maxLength"] == 1_000
+    assert schemas["Question"]["properties"]["title"]["maxLength"] == 50
+    assert schemas["BatchRequest"]["properties"]["questions"]["maxItems"] == 3
+
+
+def test_ready_reports_the_database_without_leaving_rotation(
+    tmp_path: Path, source: InMemorySource, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Port 1 on loopback: nothing listens. The password must not leak anywhere.
+    url = "postgresql+psycopg://tagwatch:SENTINEL-secret-41@127.0.0.1:1/tagwatch?connect_timeout=1"
+    down = Settings(home=tmp_path / "home", database_url=url, auto_migrate=False)
+    with _client(down, source) as c:
+        ready = c.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "model_version": "1", "database": "unreachable"}
+        predicted = c.post("/predict", json=PANDAS_QUESTION)
+        assert predicted.status_code == 200
+        texts = [ready.text, predicted.text, c.get("/model").text, c.get("/metrics").text]
+        c.app.state.tagwatch.writer.flush(timeout=10)  # type: ignore[attr-defined]
+    assert not any("SENTINEL" in t for t in texts)
+    # The failed writes were logged, without the password.
+    assert "request log" in caplog.text
+    assert "SENTINEL" not in caplog.text
+
+
+def test_hostile_json_shapes_are_cheap_4xx(client: TestClient) -> None:
+    headers = {"content-type": "application/json"}
+    # Nesting deeper than the parser goes (RecursionError inside): a 400, never a 500.
+    nested = client.post("/predict", content=b"[" * 200_000 + b"]" * 200_000, headers=headers)
+    assert nested.status_code == 400
+    assert nested.headers["content-type"] == "application/problem+json"
+    # 50,000 unknown fields: one error, not 50,000, and an answer far smaller than the question.
+    fields = b",".join(b'"k%d":0' % i for i in range(50_000))
+    unknown = client.post("/predict", content=b'{"title":"t",' + fields + b"}", headers=headers)
+    assert unknown.status_code == 422
+    assert "50,000 in all" in unknown.json()["detail"]
+    assert len(unknown.content) < 2_000
+    # A list far over its limit is refused on its length, before its items are validated.
+    objects = client.post(
+        "/predict/batch", content=b'{"questions":[' + b",".join([b"{}"] * 100_000) + b"]}", headers=headers
+    )
+    assert objects.status_code == 422
+    assert len(objects.json()["errors"]) == 1
+    assert _rows(client)["prediction_requests"] == 0

@@ -1,16 +1,16 @@
 """The request-log writer against real SQLite and PostgreSQL, including real outages.
 
 PostgreSQL outages: a TCP proxy between the writer and the server is killed (listener and every connection
-closed) and restarted on the same port. SQLite outages: another connection holds the write lock.
+closed) and restarted on the same port, or frozen (writes hang). SQLite outages: another connection holds the
+write lock (writes fail after the busy timeout, or hang for as long as it is).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
+import logging
+import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,10 +24,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 
 from service.metrics import ServiceMetrics
-from service.requestlog import FeedbackRow, PredictionRow, RequestLogWriter, decode_row, encode_row
+from service.requestlog import FeedbackRow, PredictionRow, RequestLogWriter, decode_row, encode_row, row_bytes
 from tagwatch.db import Feedback, PredictionRequest, count_rows, fetch_requests, make_engine, upgrade_database
+from tests.service.proxy import TcpProxy
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+MiB = 1_048_576
 
 
 def prediction(i: int, *, prefix: str = "r") -> PredictionRow:
@@ -95,9 +97,11 @@ def make_writer(tmp_path: Path) -> Iterator[Callable[..., RequestLogWriter]]:
     def factory(engine: Engine, **kwargs: object) -> RequestLogWriter:
         options: dict[str, object] = {
             "queue_size": 1000,
+            "queue_bytes": 64 * MiB,
             "batch_size": 100,
             "flush_interval": 0.02,
             "spill_dir": tmp_path / "spill",
+            "spill_max_bytes": 1024 * MiB,
             "metrics": ServiceMetrics(),
             "max_backoff": 0.2,
         }
@@ -233,7 +237,6 @@ def test_feedback_waits_for_a_request_still_in_a_spill_file(
     second = make_writer(engine, batch_size=1)
     second.submit_feedback(feedback(req.id, ["python"]))  # queued before the spill file is replayed
     second.start()
-    assert second.is_pending(req.id)
     assert second.flush(10)
     assert sorted(stored_ids(engine)) == sorted([filler.id, req.id])
     assert stored_feedback(engine) == {req.id: ["python"]}
@@ -456,84 +459,6 @@ def test_rows_are_validated_in_the_caller() -> None:
 # ------------------------------------------------------------------------------------------------ outages
 
 
-class TcpProxy:
-    """A TCP relay on 127.0.0.1 that can be killed (listener and all connections) and restarted on its
-    port."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.port = 0
-        self._sockets: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._running = False
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        listener = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR: the same port again
-        listener.settimeout(0.02)
-        self.port = listener.getsockname()[1]
-        self._running = True
-        self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
-        self._thread.start()
-
-    def kill(self) -> None:
-        with self._lock:
-            self._running = False
-        if self._thread is not None:
-            self._thread.join(10)  # it closes the listener; only then is the port free again
-            self._thread = None
-        with self._lock:
-            sockets, self._sockets = self._sockets, set()
-        for s in sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def _register(self, *socks: socket.socket) -> bool:
-        with self._lock:
-            if self._running:
-                self._sockets.update(socks)
-                return True
-        for s in socks:
-            s.close()
-        return False
-
-    def _accept(self, listener: socket.socket) -> None:
-        with listener:
-            while self._running:
-                try:
-                    client, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                if not self._register(client):
-                    return
-                try:
-                    server = socket.create_connection(self.upstream, timeout=5)
-                except OSError:
-                    client.close()
-                    continue
-                if not self._register(server):
-                    return
-                for sock in (client, server):
-                    sock.settimeout(None)
-                    # As libpq and the server do: without it, Nagle and delayed ACKs stall every round trip.
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                for src, dst in ((client, server), (server, client)):
-                    threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-
 @dataclass
 class Outage:
     """A database the writer reaches at ``url`` and that the test can take down and bring back."""
@@ -543,13 +468,12 @@ class Outage:
     down: Callable[[], None]
     up: Callable[[], None]
     options: dict[str, float]  # short timeouts for make_engine, so that failures are quick
+    freeze: Callable[[], None]  # writes hang (until thaw, or for SQLite the busy timeout) instead of failing
+    thaw: Callable[[], None]
 
-    def writer_engine(self) -> Engine:
-        return make_engine(
-            self.url,
-            connect_timeout=self.options.get("connect_timeout", 5.0),
-            busy_timeout=self.options.get("busy_timeout", 5.0),
-        )
+    def writer_engine(self, **options: float) -> Engine:
+        options = {"connect_timeout": 5.0, "busy_timeout": 5.0, **self.options, **options}
+        return make_engine(self.url, **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -562,7 +486,7 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
         proxy.start()
         via_proxy = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         check = make_engine(direct)
-        yield Outage(via_proxy, check, proxy.kill, proxy.start, {"connect_timeout": 2.0})
+        yield Outage(via_proxy, check, proxy.kill, proxy.start, {"connect_timeout": 2.0}, proxy.freeze, proxy.thaw)
         proxy.kill()
         check.dispose()
         return
@@ -581,7 +505,7 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
         conn.close()
 
     check = make_engine(url)
-    yield Outage(url, check, down, up, {"busy_timeout": 0.05})
+    yield Outage(url, check, down, up, {"busy_timeout": 0.05}, down, up)
     while holder:
         up()
     check.dispose()
@@ -738,3 +662,304 @@ def test_repeated_kills_while_writing_store_every_row_once(
         proxy.kill()
         engine.dispose()
         check.dispose()
+
+
+# ---------------------------------------------------------------------------------------- bounds and write-ahead
+
+
+def big_prediction(i: int, *, chars: int = 60_000, char: str = "x", prefix: str = "g") -> PredictionRow:
+    row = prediction(i, prefix=prefix)
+    return PredictionRow(
+        id=row.id,
+        created_at=row.created_at,
+        title=row.title,
+        body=char * chars,
+        predicted=row.predicted,
+        model_version=row.model_version,
+        latency_seconds=row.latency_seconds,
+    )
+
+
+def spilled_ids(directory: Path) -> list[str]:
+    """Prediction ids in the spill files, as another process would read them (what survives a kill)."""
+    return [d["id"] for d in read_jsonl(spill_files(directory)) if d["kind"] == "prediction"]
+
+
+def test_row_size_estimate_follows_real_memory() -> None:
+    import tracemalloc
+
+    # ASCII (1 byte a character), Latin-1 beyond ASCII (1), CJK (2), emoji (4): Python stores a str by its widest
+    # character, and so does the estimate.
+    for char in ("x", "é", "中", "😀"):
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            rows = [big_prediction(i, chars=5_000 + i, char=char) for i in range(200)]
+            used = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        estimated = sum(row_bytes(r) for r in rows)
+        assert 0.8 * used <= estimated <= 1.3 * used, (char, used, estimated)
+    assert row_bytes(big_prediction(1, chars=1_000, char="😀")) >= 4_000
+    assert row_bytes(feedback("a" * 32, ["python"])) < 1_000
+
+
+def test_queue_is_bounded_in_bytes_big_rows_go_to_the_spill_file(
+    engine: Engine, make_writer: Callable[..., RequestLogWriter], tmp_path: Path
+) -> None:
+    metrics = ServiceMetrics()
+    writer = make_writer(engine, queue_size=1000, queue_bytes=1 * MiB, metrics=metrics)
+    rows = [big_prediction(i) for i in range(30)] + [
+        big_prediction(i, chars=15_000, char="😀", prefix="e") for i in range(10)
+    ]
+    for row in rows:  # the writer is not started: whatever is queued stays in memory
+        writer.submit_prediction(row)
+    held = writer.memory_bytes
+    assert 0.9 * MiB <= held <= 1 * MiB  # ~60 KB a row: 17 rows fit
+    queued = int(sample(metrics, "tagwatch_request_log_queue_depth"))
+    assert 15 <= queued <= 17
+    assert writer.stats.rows_spilled == len(rows) - queued
+    assert set(spilled_ids(tmp_path / "spill")) == {r.id for r in rows[queued:]}
+    assert sample(metrics, "tagwatch_request_log_queue_bytes") == held
+    assert sample(metrics, "tagwatch_request_log_queue_capacity_bytes") == 1 * MiB
+
+    writer.start()
+    assert writer.flush(30)
+    assert sorted(stored_ids(engine)) == sorted(r.id for r in rows)
+    assert writer.memory_bytes == 0
+    assert spill_files(tmp_path / "spill") == []
+    assert writer.stats.rows_lost == 0
+
+
+def test_the_retried_batch_counts_in_the_memory_bound(
+    outage: Outage, make_writer: Callable[..., RequestLogWriter], tmp_path: Path
+) -> None:
+    # While the database is down the retried batch is read back from the spill file, within the bound.
+    engine = outage.writer_engine()
+    try:
+        bound = 512 * 1024
+        writer = make_writer(engine, queue_bytes=bound, batch_size=100, max_backoff=0.05)
+        writer.start()
+        outage.down()
+        rows = [big_prediction(i) for i in range(40)]
+        for row in rows:
+            writer.submit_prediction(row)
+        wait_until(lambda: writer.stats.write_failures >= 3)
+        biggest = max(row_bytes(r) for r in rows)
+        peak = 0
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # the writer keeps retrying meanwhile
+            peak = max(peak, writer.memory_bytes)
+            time.sleep(0.005)
+        assert 0 < peak <= bound + biggest
+        assert len(stored_ids(outage.check_engine)) == 0
+        outage.up()
+        assert writer.flush(30)
+        ids = stored_ids(outage.check_engine)
+        assert len(ids) == len(set(ids)) == 40
+        assert writer.memory_bytes == 0
+        assert spill_files(tmp_path / "spill") == []
+    finally:
+        engine.dispose()
+
+
+def test_write_ahead_while_the_database_is_down(
+    outage: Outage, make_writer: Callable[..., RequestLogWriter], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spill_dir = tmp_path / "spill"
+    fsyncs: list[tuple[float, str]] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        real_fsync(fd)
+        fsyncs.append((time.monotonic(), os.readlink(f"/proc/self/fd/{fd}")))
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    engine = outage.writer_engine()
+    try:
+        metrics = ServiceMetrics()
+        flush_interval = 0.05
+        # A queue that never overflows here: the rows go to the spill file because the database is down.
+        writer = make_writer(engine, queue_size=1000, batch_size=20, flush_interval=flush_interval, metrics=metrics)
+        writer.start()
+        for i in range(10):
+            writer.submit_prediction(prediction(i, prefix="a"))
+        assert writer.flush(10)
+
+        outage.down()
+        first = prediction(0, prefix="b")
+        writer.submit_prediction(first)  # in memory until the writer tries to write it
+        wait_until(lambda: not writer.healthy)
+        assert writer.flush(10)  # durable without the database: the failed batch went to the spill file
+        assert first.id in spilled_ids(spill_dir)
+
+        during = [prediction(i, prefix="c") for i in range(50)]
+        for n, row in enumerate(during):
+            before = writer.stats.rows_spilled
+            writer.submit_prediction(row)
+            # On disk (readable by another process) as soon as submit returns: a kill now loses nothing.
+            assert row.id in spilled_ids(spill_dir)
+            assert writer.stats.rows_spilled == before + 1
+            if n % 10 == 0:
+                writer.submit_feedback(feedback(row.id, ["during"]))
+            assert sample(metrics, "tagwatch_request_log_queue_depth") == 0
+        last_append = time.monotonic()
+        # fsync'd by the watchdog within about a flush interval of the last append.
+        wait_until(
+            lambda: any(t > last_append and "/spill-" in path for t, path in fsyncs), timeout=20 * flush_interval
+        )
+        assert not writer.healthy
+        assert len(stored_ids(outage.check_engine)) == 10
+
+        outage.up()
+        assert writer.flush(30)
+        assert writer.healthy
+        ids = stored_ids(outage.check_engine)
+        assert len(ids) == len(set(ids)) == 61
+        assert stored_feedback(outage.check_engine) == {row.id: ["during"] for row in during[::10]}
+        assert spill_files(spill_dir) == []
+        # Back on the in-memory path.
+        spilled = writer.stats.rows_spilled
+        writer.submit_prediction(prediction(1, prefix="d"))
+        assert writer.flush(10)
+        assert writer.stats.rows_spilled == spilled
+        assert len(stored_ids(outage.check_engine)) == 62
+        assert writer.stats.rows_lost == 0
+    finally:
+        engine.dispose()
+
+
+def test_a_hung_write_switches_to_write_ahead(
+    outage: Outage, make_writer: Callable[..., RequestLogWriter], tmp_path: Path
+) -> None:
+    # A database that vanished without closing its connections: the write neither succeeds nor fails.
+    spill_dir = tmp_path / "spill"
+    engine = outage.writer_engine(busy_timeout=3.0, connect_timeout=10.0)
+    try:
+        writer = make_writer(engine, batch_size=50, flush_interval=0.05, stall_timeout=0.3)
+        writer.start()
+        writer.submit_prediction(prediction(0, prefix="a"))
+        assert writer.flush(10)
+        outage.freeze()
+        stuck = [prediction(i, prefix="b") for i in range(30)]
+        for row in stuck:
+            writer.submit_prediction(row)
+        wait_until(lambda: writer.stats.stalls == 1)
+        assert not writer.healthy
+        assert set(spilled_ids(spill_dir)) == {r.id for r in stuck}  # copies of the batch that hangs
+        later = [prediction(i, prefix="c") for i in range(20)]
+        for row in later:
+            writer.submit_prediction(row)
+            assert row.id in spilled_ids(spill_dir)
+        outage.thaw()
+        assert writer.flush(30)
+        ids = stored_ids(outage.check_engine)
+        assert len(ids) == len(set(ids)) == 51
+        assert writer.healthy
+        assert spill_files(spill_dir) == []
+    finally:
+        engine.dispose()
+
+
+def test_spill_dir_failing_during_an_outage_keeps_rows_in_memory(
+    outage: Outage, make_writer: Callable[..., RequestLogWriter], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    engine = outage.writer_engine()
+    try:
+        writer = make_writer(engine, spill_dir=blocker / "spill", batch_size=20)
+        writer.start()
+        outage.down()
+        rows = [prediction(i) for i in range(60)]
+        for row in rows:
+            writer.submit_prediction(row)
+        wait_until(lambda: writer.stats.write_failures >= 2)
+        for i in range(60):  # write-ahead finds the spill dir failing: memory, within its bounds
+            writer.submit_prediction(prediction(1000 + i))
+        assert writer.stats.rows_lost == 0
+        assert writer.memory_bytes > 0
+        outage.up()
+        assert writer.flush(30)
+        assert len(stored_ids(outage.check_engine)) == 120
+        assert writer.memory_bytes == 0
+    finally:
+        engine.dispose()
+
+
+def test_spill_cap_drops_rows_counts_and_logs_them(
+    engine: Engine, make_writer: Callable[..., RequestLogWriter], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+
+    # A leftover of an earlier process counts against the cap.
+    def line(row: PredictionRow) -> bytes:  # as the writer spills it
+        return json.dumps(encode_row(row), ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+    leftover = [prediction(i, prefix="l") for i in range(10, 20)]
+    (spill_dir / "spill-00000000000000000001-1-abcdef01.jsonl").write_bytes(b"".join(map(line, leftover)))
+    rows = [prediction(i) for i in range(10, 40)]
+    expected_bytes = sum(len(line(r)) for r in leftover + rows[1:11])
+    cap = expected_bytes + min(len(line(r)) for r in rows) - 1  # the leftover's rows and 10 more
+    metrics = ServiceMetrics()
+    writer = make_writer(engine, queue_size=1, spill_max_bytes=cap, metrics=metrics)
+    with caplog.at_level(logging.ERROR, logger="service.requestlog"):
+        for row in rows:  # the writer is not started: the first is queued, the others overflow
+            writer.submit_prediction(row)
+    stats = writer.stats
+    assert stats.rows_spilled == 10
+    assert stats.rows_dropped_spill_full == stats.rows_lost == 19
+    assert sample(metrics, "tagwatch_request_log_rows_dropped_total", reason="spill_full") == 19
+    assert sample(metrics, "tagwatch_request_log_rows_dropped_total", reason="spill_error") == 0
+    on_disk = sum(f.stat().st_size for f in spill_files(spill_dir))
+    assert sample(metrics, "tagwatch_request_log_spill_bytes") == writer.spill_bytes == on_disk == expected_bytes
+    assert sample(metrics, "tagwatch_request_log_spill_capacity_bytes") == cap
+    dropped = rows[11:]
+    assert not any(writer.is_pending(r.id) for r in dropped)
+    assert writer.is_pending(rows[5].id)
+    assert len([r for r in caplog.records if "DROPPED" in r.getMessage()]) == 1  # at most one log every 10 s
+    writer.stop(5.0)  # the queued row: no room left either
+    assert writer.stats.rows_dropped_spill_full == 20
+
+    nxt = make_writer(engine, queue_size=1, spill_max_bytes=cap, metrics=ServiceMetrics())
+    nxt.start()
+    assert nxt.flush(30)
+    assert sorted(stored_ids(engine)) == sorted(r.id for r in leftover + rows[1:11])
+    assert spill_files(spill_dir) == []
+    assert nxt.spill_bytes == 0
+    # Room again: overflow is spilled, not dropped.
+    nxt.stop(5.0)
+    nxt.submit_prediction(prediction(99))
+    assert nxt.stats.rows_lost == 0
+    assert spilled_ids(spill_dir) == [prediction(99).id]
+
+
+def test_stop_does_not_wait_for_a_hung_write_once_every_row_is_on_disk(
+    outage: Outage, make_writer: Callable[..., RequestLogWriter], tmp_path: Path
+) -> None:
+    engine = outage.writer_engine(busy_timeout=5.0, connect_timeout=10.0)
+    try:
+        writer = make_writer(engine, batch_size=50, flush_interval=0.05, stall_timeout=0.3)
+        writer.start()
+        outage.freeze()
+        rows = [prediction(i) for i in range(80)]
+        for row in rows:
+            writer.submit_prediction(row)
+        wait_until(lambda: writer.stats.stalls == 1)
+        started = time.monotonic()
+        writer.stop(20.0)
+        assert time.monotonic() - started < 2.0
+        assert set(spilled_ids(tmp_path / "spill")) == {r.id for r in rows}
+    finally:
+        outage.thaw()
+        engine.dispose()
+    engine = outage.writer_engine()
+    try:
+        nxt = make_writer(engine)
+        nxt.start()
+        assert nxt.flush(30)
+        ids = stored_ids(outage.check_engine)
+        assert len(ids) == len(set(ids)) == 80
+    finally:
+        engine.dispose()
