@@ -46,6 +46,9 @@ tools:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.memory --concurrency 32 --name memory-32
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
