@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.memory --concurrency 32 --name memory-32
+	$(BIN)/python -m bench.drift
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
