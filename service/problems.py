@@ -59,7 +59,7 @@ class ValidationProblem(Problem):
 
 
 def problem_type(status: int) -> str:
-    """``/problems/<slug>``: e.g. 404 -> ``/problems/not-found``, 413 -> ``/problems/content-too-large``."""
+    """``/problems/<slug>``: e.g. 404 -> ``/problems/not-found``, 413 -> ``/problems/request-entity-too-large``."""
     try:
         phrase = http.HTTPStatus(status).phrase
     except ValueError:
@@ -74,23 +74,20 @@ def problem_title(status: int) -> str:
         return "Error"
 
 
+def problem_body(status: int, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"type": problem_type(status), "title": problem_title(status), "status": status, "detail": detail, **extra}
+
+
 def problem_response(
     status: int, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": problem_type(status),
-        "title": problem_title(status),
-        "status": status,
-        "detail": detail,
-        **extra,
-    }
+    body = problem_body(status, detail, **extra)
     return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=MEDIA_TYPE)
 
 
 def problem_bytes(status: int, detail: str) -> bytes:
     """The same body for code below FastAPI (raw ASGI middleware)."""
-    body = {"type": problem_type(status), "title": problem_title(status), "status": status, "detail": detail}
-    return json.dumps(body).encode("utf-8")
+    return json.dumps(problem_body(status, detail)).encode("utf-8")
 
 
 def field_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

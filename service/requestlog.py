@@ -784,14 +784,7 @@ class RequestLogWriter:
         full = [it for i, it in enumerate(items) if i in dropped]
         spilled = [it for i, it in enumerate(items) if i not in dropped]
         self._release(spilled)
-        if spilled:
-            with self._lock:
-                self._stats.rows_spilled += len(spilled)
-                self._spill_rows += len(spilled)
-                pending = self._spill_rows
-            if self._metrics is not None:
-                self._metrics.log_rows_spilled.inc(len(spilled))
-                self._metrics.log_spill_pending.set(pending)
+        self._count_spilled(len(spilled))
         self._lose(full, "spill_full")
         return []
 
@@ -946,14 +939,20 @@ class RequestLogWriter:
         copied = [it for i, it in enumerate(items) if i not in dropped]
         for it in copied:
             it.spilled = True
+        self._count_spilled(len(copied))
+        return True
+
+    def _count_spilled(self, rows: int) -> None:
+        """``rows`` were appended to the spill file: stats, the replay backlog and their metrics."""
+        if not rows:
+            return
         with self._lock:
-            self._stats.rows_spilled += len(copied)
-            self._spill_rows += len(copied)
+            self._stats.rows_spilled += rows
+            self._spill_rows += rows
             pending = self._spill_rows
         if self._metrics is not None:
-            self._metrics.log_rows_spilled.inc(len(copied))
+            self._metrics.log_rows_spilled.inc(rows)
             self._metrics.log_spill_pending.set(pending)
-        return True
 
     def _set_healthy(self, healthy: bool) -> None:
         with self._lock:  # _submit reads it under the same lock: a row is either queued before or spilled after

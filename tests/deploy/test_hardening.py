@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tagwatch.settings import Settings, get_settings, placeholder_reason
+from tagwatch.settings import PLACEHOLDER_SECRETS, Settings, get_settings, placeholder_reason
 from tests.deploy.test_compose import NGINX, REPO, _find, _host_path, env_example, parse_nginx, services
 
 CHECK_SECRETS = REPO / "deploy" / "check-secrets.sh"
@@ -32,6 +32,13 @@ def test_check_secrets_refuses_empty_and_placeholder_values(value: str) -> None:
     assert result.returncode == 78
     assert "started" not in result.stdout
     assert "POSTGRES_PASSWORD" in result.stderr
+
+
+def test_check_secrets_refuses_what_tagwatch_refuses() -> None:
+    # Two lists of placeholders, one in shell and one in Python: they must agree.
+    for value in [*sorted(PLACEHOLDER_SECRETS), "change-me-x", "changeme-x"]:
+        assert placeholder_reason(value) is not None
+        assert _run_check({"S": value}, "S").returncode == 78, value
 
 
 def test_check_secrets_runs_the_command_with_real_secrets() -> None:
