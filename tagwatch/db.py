@@ -111,19 +111,26 @@ class PredictionRequest(Base):
     model_version: Mapped[str | None] = mapped_column(String(64))
     latency_seconds: Mapped[float] = mapped_column(Float)
 
-    feedback: Mapped[Feedback | None] = relationship(back_populates="request", uselist=False)
+    feedback: Mapped[list[Feedback]] = relationship(back_populates="request", order_by="Feedback.received_at")
 
 
 class Feedback(Base):
-    """The true tags of a logged request, as reported later by the client (at most one record per request)."""
+    """The true tags of a logged request, as reported later by a client: append-only, the latest record counts.
+
+    Records are only ever inserted (the API's database role may not UPDATE or DELETE), so every label stays
+    attributable: ``key_name`` is the name of the API key that sent it (NULL when feedback was open).
+    """
 
     __tablename__ = "feedback"
 
+    # uuid4().hex, made by the service when it accepts the feedback (a replayed spill row is stored once).
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: uuid.uuid4().hex)
     request_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("prediction_requests.id", ondelete="CASCADE"), primary_key=True
+        String(64), ForeignKey("prediction_requests.id", ondelete="CASCADE"), index=True
     )
     tags: Mapped[list[str]] = mapped_column(JSONType)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    key_name: Mapped[str | None] = mapped_column(String(64))
 
     request: Mapped[PredictionRequest] = relationship(back_populates="feedback")
 
@@ -164,6 +171,28 @@ class DriftRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class AliasMove(Base):
+    """One move of a registry alias (champion, previous, challenger): when, from which version to which, why, by whom.
+
+    Written by whoever moves the alias (the monitor's retrain, the CLI) right after the move; read by
+    ``tagwatch history``, the reports index and Grafana's annotations.
+    """
+
+    __tablename__ = "alias_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    moved_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    alias: Mapped[str] = mapped_column(String(64))
+    # NULL: the alias was not set before (from) / was removed (to).
+    from_version: Mapped[str | None] = mapped_column(String(64))
+    to_version: Mapped[str | None] = mapped_column(String(64))
+    # What caused it: "init", "drift: data, concept", "follow-up", "rollback", "manual", ...
+    trigger: Mapped[str] = mapped_column(Text)
+    # Who: "monitor", "cli:<user>", or an API key's name.
+    actor: Mapped[str] = mapped_column(String(128))
+
+
 @dataclass(frozen=True, slots=True)
 class LoggedRequest:
     """A logged request with its feedback (if any), detached from any session: what drift jobs read."""
@@ -178,6 +207,8 @@ class LoggedRequest:
     latency_seconds: float
     feedback_tags: tuple[str, ...] | None
     feedback_received_at: datetime | None
+    # The name of the API key that sent the feedback (None: sent while feedback was open, or no feedback).
+    feedback_key: str | None = None
 
 
 def new_request_id() -> str:
@@ -405,6 +436,15 @@ def count_rows(engine: Engine) -> dict[str, int]:
     return counts
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    """A timestamp read through a subquery (no column type applied): UTC-aware, as ``UTCDateTime`` gives."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite returns the stored text when the column type is not known
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def fetch_requests(
     engine: Engine,
     *,
@@ -422,9 +462,21 @@ def fetch_requests(
     _require_aware("until", until)
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    pr, fb = PredictionRequest, Feedback
-    stmt = select(pr, fb.tags, fb.received_at)
-    on = fb.request_id == pr.id
+    pr = PredictionRequest
+    # The latest feedback record of each request (records are append-only; the newest received wins, then the
+    # later inserted id on a tie, which only a replay could make).
+    ranked = select(
+        Feedback.request_id,
+        Feedback.tags,
+        Feedback.received_at,
+        Feedback.key_name,
+        func.row_number()
+        .over(partition_by=Feedback.request_id, order_by=(Feedback.received_at.desc(), Feedback.id.desc()))
+        .label("rank"),
+    ).subquery()
+    fb = select(ranked).where(ranked.c.rank == 1).subquery()
+    stmt = select(pr, fb.c.tags, fb.c.received_at, fb.c.key_name)
+    on = fb.c.request_id == pr.id
     stmt = stmt.join(fb, on) if with_feedback else stmt.outerjoin(fb, on)
     if since is not None:
         stmt = stmt.where(pr.created_at >= since)
@@ -447,9 +499,10 @@ def fetch_requests(
             model_version=req.model_version,
             latency_seconds=req.latency_seconds,
             feedback_tags=tuple(tags) if tags is not None else None,
-            feedback_received_at=received_at,
+            feedback_received_at=_aware(received_at),
+            feedback_key=key_name,
         )
-        for req, tags, received_at in rows
+        for req, tags, received_at, key_name in rows
     ]
     if limit is not None:
         out.reverse()
