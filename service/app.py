@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service import problems, schemas
+from service import auth, problems, schemas
 from service.guard import RequestGuard
 from service.metrics import OTHER_TAG, ServiceMetrics
 from service.model_holder import LoadedModel, ModelHolder, ModelSource
@@ -131,12 +131,18 @@ def _log_prediction(
 
 
 def create_app(settings: Settings | None = None, *, source: ModelSource | None = None) -> FastAPI:
-    """Build the app. ``source`` defaults to the MLflow registry named by the settings."""
+    """Build the app. ``source`` defaults to the MLflow registry named by the settings.
+
+    Raises ``service.auth.ProductionConfigError`` for settings production must not serve with (no feedback keys).
+    """
     settings = settings or get_settings()
+    auth.check_settings(settings)
     metrics = ServiceMetrics()
+    auth.init_metrics(metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        auth.log_configuration(settings)
         settings.home.mkdir(parents=True, exist_ok=True)
         settings.reports_dir.mkdir(parents=True, exist_ok=True)
         model_source = source
@@ -204,6 +210,12 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
     api = schemas.request_models(schemas.Limits.from_settings(settings))
     # Every route can answer these: 413/408/503 from the guard, 500 from a bug.
     common = problems.responses(400, 408, 413, 500, 503)
+    # The name of the key a request presents (401/403 without a valid one), or None on a route left open. The
+    # document declares the bearer scheme and the 401/403 answers on exactly the routes that require a key.
+    feedback_key = auth.require_key(settings.feedback_keys, route="/feedback", metrics=metrics)
+    predict_key = auth.require_key(settings.predict_keys, route="/predict", metrics=metrics)
+    batch_key = auth.require_key(settings.predict_keys, route="/predict/batch", metrics=metrics)
+    predict_responses = problems.responses(422) | auth.responses(settings.predict_keys) | common
 
     @app.get("/health", response_model=schemas.Health, responses=problems.responses(500))
     async def health() -> schemas.Health:
@@ -230,8 +242,12 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             )
         return JSONResponse(schemas.Readiness(status="ready", model_version=version, database=database).model_dump())
 
-    @app.post("/predict", response_model=schemas.Prediction, responses=problems.responses(422) | common)
-    async def predict(question: api.Question, state: StateDep) -> schemas.Prediction:  # type: ignore[name-defined]
+    @app.post("/predict", response_model=schemas.Prediction, responses=predict_responses)
+    async def predict(
+        question: api.Question,  # type: ignore[name-defined]
+        state: StateDep,
+        _key: Annotated[str | None, Depends(predict_key)],
+    ) -> schemas.Prediction:
         start = time.perf_counter()
         loaded = _serving(state)
         # ~2 ms of CPU: cheaper inline than a hop to the thread pool.
@@ -246,8 +262,12 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             model_version=loaded.version,
         )
 
-    @app.post("/predict/batch", response_model=schemas.BatchResponse, responses=problems.responses(422) | common)
-    async def predict_batch(batch: api.BatchRequest, state: StateDep) -> schemas.BatchResponse:  # type: ignore[name-defined]
+    @app.post("/predict/batch", response_model=schemas.BatchResponse, responses=predict_responses)
+    async def predict_batch(
+        batch: api.BatchRequest,  # type: ignore[name-defined]
+        state: StateDep,
+        _key: Annotated[str | None, Depends(batch_key)],
+    ) -> schemas.BatchResponse:
         start = time.perf_counter()
         loaded = _serving(state)
         items = [TextInput(q.title, q.body) for q in batch.questions]
@@ -266,9 +286,15 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
     @app.post(
         "/feedback",
         response_model=schemas.FeedbackResponse,
-        responses=problems.responses(404, 422) | common,
+        responses=problems.responses(404, 422) | auth.responses(settings.feedback_keys) | common,
     )
-    async def feedback(body: api.FeedbackRequest, state: StateDep) -> schemas.FeedbackResponse:  # type: ignore[name-defined]
+    async def feedback(
+        body: api.FeedbackRequest,  # type: ignore[name-defined]
+        state: StateDep,
+        key_name: Annotated[str | None, Depends(feedback_key)],
+    ) -> schemas.FeedbackResponse:
+        """Record the true tags of a logged request. Every submission is a new record (with the name of the key that
+        sent it); the latest of a request counts."""
         if state.writer is None:
             raise HTTPException(503, "The request log is disabled on this service, so feedback cannot be stored.")
         from service.requestlog import FeedbackRow
@@ -282,7 +308,15 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
                 raise HTTPException(503, "The request log database is unreachable; retry later.") from exc
             if not known:
                 raise HTTPException(404, f"Unknown request_id {body.request_id}: no prediction with that id.")
-        state.writer.submit_feedback(FeedbackRow(request_id=body.request_id, tags=tags, received_at=datetime.now(UTC)))
+        state.writer.submit_feedback(
+            FeedbackRow(
+                id=uuid.uuid4().hex,
+                request_id=body.request_id,
+                tags=tags,
+                received_at=datetime.now(UTC),
+                key_name=key_name,
+            )
+        )
         state.metrics.feedback.inc()
         return schemas.FeedbackResponse(request_id=body.request_id, tags=tags, status="recorded")
 

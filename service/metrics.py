@@ -53,6 +53,13 @@ class ServiceMetrics:
             "Feedback records accepted (true tags of a logged request).",
             registry=r,
         )
+        self.auth_failures = Counter(
+            "tagwatch_auth_failures_total",
+            "Requests refused for their API key, by route template and reason: missing (no Authorization header), "
+            "malformed (not 'Bearer <token>'), invalid (a token that is no configured key).",
+            ["route", "reason"],
+            registry=r,
+        )
         self.model_info = Gauge(
             "tagwatch_model_info",
             "The model being served: 1 for the loaded version.",

@@ -2,10 +2,12 @@
 
 Request handlers call ``submit_prediction`` / ``submit_feedback``, which never block and never raise because
 of the database. The thread writes batches (PostgreSQL: COPY for predictions, several times faster than
-executemany; feedback: an idempotent upsert). Spill files are replayed, then deleted, once writes succeed
-again, including files a previous process left behind. Writes are idempotent (predictions ``ON CONFLICT DO
-NOTHING``, feedback keeps the latest record), so a row replayed twice, e.g. after a crash between a commit and
-the deletion of its spill file, is stored once.
+executemany; feedback: INSERT). Spill files are replayed, then deleted, once writes succeed again, including files
+a previous process left behind. The writer only ever inserts (the API's database role needs INSERT and SELECT, no
+UPDATE or DELETE), and every row has an id of its own: predictions and feedback records are written with
+``ON CONFLICT (id) DO NOTHING``, so a row replayed twice, e.g. after a crash between a commit and the deletion of
+its spill file, is stored once. Feedback is append-only: a later submission for a request is a new record, and
+readers take the latest (``tagwatch.db.fetch_requests``).
 
 Bounds and durability:
 - Memory: the rows held (queue, the batch being written or retried, held feedback) are bounded in rows
@@ -42,7 +44,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -150,22 +152,45 @@ class PredictionRow:
         object.__setattr__(self, "latency_seconds", float(self.latency_seconds))
 
 
+def _new_feedback_id() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True, slots=True)
 class FeedbackRow:
-    """The true tags of a logged request. A later record for the same request replaces an earlier one."""
+    """One feedback submission: the true tags of a logged request, and the name of the API key that sent them
+    (None while feedback is open). Records are append-only: a later submission for the same request is another
+    record (its own ``id``, uuid4 hex by default), and readers take the latest."""
 
     request_id: str
     tags: Sequence[str]
     received_at: datetime
+    key_name: str | None = None
+    id: str = dataclasses.field(default_factory=_new_feedback_id)
 
     def __post_init__(self) -> None:
+        _check_text("id", self.id, allow_empty=False, max_chars=_MAX_ID_CHARS)
         _check_text("request_id", self.request_id, allow_empty=False, max_chars=_MAX_ID_CHARS)
         _check_time("received_at", self.received_at)
+        if self.key_name is not None:
+            _check_text("key_name", self.key_name, allow_empty=False, max_chars=_MAX_ID_CHARS)
         if isinstance(self.tags, str) or not isinstance(self.tags, Sequence):
             raise TypeError(f"tags must be a list of str, got {type(self.tags).__name__}")
         for i, tag in enumerate(self.tags):
             _check_text(f"tags[{i}]", tag, allow_empty=False)
         object.__setattr__(self, "tags", tuple(self.tags))
+
+
+# Spill files written before feedback records had ids: such a line gets an id derived from its content, the same
+# every time it is read, so a file replayed twice is still stored once.
+_LEGACY_FEEDBACK_NAMESPACE = uuid.UUID("5d0c5f0e-7a7b-4d34-9f5e-3c1f0b6f2a91")
+
+
+def legacy_feedback_id(request_id: str, tags: Sequence[str], received_at: datetime) -> str:
+    """The id of a feedback line spilled without one: uuid5 of its request, instant (UTC) and tags, as hex."""
+    when = received_at.astimezone(UTC).isoformat() if received_at.utcoffset() is not None else received_at.isoformat()
+    content = json.dumps([request_id, when, list(tags)], ensure_ascii=False, separators=(",", ":"))
+    return uuid.uuid5(_LEGACY_FEEDBACK_NAMESPACE, content).hex
 
 
 Row = PredictionRow | FeedbackRow
@@ -187,9 +212,11 @@ def encode_row(row: Row) -> dict[str, Any]:
         }
     return {
         "kind": "feedback",
+        "id": row.id,
         "request_id": row.request_id,
         "tags": list(row.tags),
         "received_at": row.received_at.isoformat(),
+        "key_name": row.key_name,
     }
 
 
@@ -210,10 +237,16 @@ def decode_row(obj: Any) -> Row:
             latency_seconds=obj["latency_seconds"],
         )
     if kind == "feedback":
+        received_at = datetime.fromisoformat(obj["received_at"])
+        feedback_id = obj.get("id")
+        if feedback_id is None:  # spilled before feedback records had ids
+            feedback_id = legacy_feedback_id(obj["request_id"], obj["tags"], received_at)
         return FeedbackRow(
+            id=feedback_id,
             request_id=obj["request_id"],
             tags=obj["tags"],
-            received_at=datetime.fromisoformat(obj["received_at"]),
+            received_at=received_at,
+            key_name=obj.get("key_name"),
         )
     raise ValueError(f"unknown row kind {kind!r}")
 
@@ -258,7 +291,13 @@ def row_bytes(row: Row) -> int:
             + _TAG_OVERHEAD * len(row.predicted)
             + sum(sys.getsizeof(p["tag"]) for p in row.predicted)
         )
-    return _ROW_OVERHEAD + sys.getsizeof(row.request_id) + sum(sys.getsizeof(t) + 8 for t in row.tags)
+    return (
+        _ROW_OVERHEAD
+        + sys.getsizeof(row.id)
+        + sys.getsizeof(row.request_id)
+        + (sys.getsizeof(row.key_name) if row.key_name is not None else 0)
+        + sum(sys.getsizeof(t) + 8 for t in row.tags)
+    )
 
 
 # ------------------------------------------------------------------------------------------------ spill files
@@ -470,11 +509,12 @@ class WriterStats:
 
     method: Literal["copy", "insert"] = "insert"
     predictions_written: int = 0  # new rows stored
-    feedback_written: int = 0  # feedback records inserted or updated
+    feedback_written: int = 0  # feedback records inserted (a record already stored, by id, is skipped)
     copy_rows: int = 0  # prediction rows stored with COPY
     insert_rows: int = 0  # prediction rows stored with INSERT (SQLite, or the fallback after a duplicate)
     copy_fallbacks: int = 0  # COPY batches that hit a stored id: re-written with ON CONFLICT DO NOTHING
     duplicates_skipped: int = 0  # prediction rows already in the database (a replayed or retried row)
+    feedback_duplicates_skipped: int = 0  # feedback records already in the database (the same id, replayed)
     batches_written: int = 0
     write_failures: int = 0
     rows_spilled: int = 0
@@ -1318,6 +1358,7 @@ class RequestLogWriter:
                 candidates.append((it, fb))
         ready: list[tuple[_Item, FeedbackRow]] = []
         orphans: list[_Item] = []
+        feedback_inserted = 0
         try:
             with self.engine.begin() as conn:
                 inserted, copied, fallback = self._insert_predictions(conn, [row for _, row in preds])
@@ -1325,7 +1366,7 @@ class RequestLogWriter:
                     existing = self._existing_ids(conn, {fb.request_id for _, fb in candidates})
                     ready = [(it, fb) for it, fb in candidates if fb.request_id in existing]
                     orphans = [it for it, fb in candidates if fb.request_id not in existing]
-                    self._upsert_feedback(conn, [fb for _, fb in ready])
+                    feedback_inserted = self._insert_feedback(conn, [fb for _, fb in ready])
         except Exception as exc:
             if _is_permanent(exc):
                 raise _PermanentError(str(exc)) from exc
@@ -1337,8 +1378,9 @@ class RequestLogWriter:
             st = self._stats
             st.batches_written += 1
             st.predictions_written += inserted
-            st.feedback_written += len(ready)
+            st.feedback_written += feedback_inserted
             st.duplicates_skipped += len(preds) - inserted
+            st.feedback_duplicates_skipped += len(ready) - feedback_inserted
             if copied:
                 st.copy_rows += inserted
             else:
@@ -1352,8 +1394,8 @@ class RequestLogWriter:
         if self._metrics is not None:
             if inserted:
                 self._metrics.log_rows_written.labels(table=PREDICTIONS).inc(inserted)
-            if ready:
-                self._metrics.log_rows_written.labels(table=FEEDBACK).inc(len(ready))
+            if feedback_inserted:
+                self._metrics.log_rows_written.labels(table=FEEDBACK).inc(feedback_inserted)
         now = time.monotonic()
         with self._lock:
             self._stats.feedback_deferred += sum(1 for it in waiting + orphans if not it.held_since)
@@ -1434,28 +1476,26 @@ class RequestLogWriter:
         return found
 
     @staticmethod
-    def _upsert_feedback(conn: Connection, rows: list[FeedbackRow]) -> None:
+    def _insert_feedback(conn: Connection, rows: list[FeedbackRow]) -> int:
+        """Insert feedback records; a record whose id is stored already (a replay) is skipped. Returns how many
+        were inserted. Never an UPDATE: feedback is append-only, and the API's role may only INSERT."""
         if not rows:
-            return
-        # One record per request per statement (PostgreSQL refuses to update a row twice in one INSERT): the
-        # latest received_at wins, the later submitted on a tie, as it would across statements.
-        latest: dict[str, FeedbackRow] = {}
-        for r in rows:
-            prev = latest.get(r.request_id)
-            if prev is None or r.received_at >= prev.received_at:
-                latest[r.request_id] = r
+            return 0
+        unique = list({r.id: r for r in rows}.values())  # the same record twice in one batch: a spilled copy
         table = Base.metadata.tables[FEEDBACK]
         insert = pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
-        stmt = insert.on_conflict_do_update(
-            index_elements=["request_id"],
-            set_={"tags": insert.excluded.tags, "received_at": insert.excluded.received_at},
-            # Idempotent and order-proof: replaying an older record never overwrites a newer one.
-            where=table.c.received_at <= insert.excluded.received_at,
-        )
+        stmt = insert.on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
         params = [
-            {"request_id": r.request_id, "tags": list(r.tags), "received_at": r.received_at} for r in latest.values()
+            {
+                "id": r.id,
+                "request_id": r.request_id,
+                "tags": list(r.tags),
+                "received_at": r.received_at,
+                "key_name": r.key_name,
+            }
+            for r in unique
         ]
-        conn.execute(stmt, params)
+        return len(conn.execute(stmt, params).all())
 
 
 __all__ = [
@@ -1465,4 +1505,5 @@ __all__ = [
     "WriterStats",
     "decode_row",
     "encode_row",
+    "legacy_feedback_id",
 ]

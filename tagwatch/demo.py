@@ -3,12 +3,17 @@
 No Docker: SQLite for the request log and the registry, the service in a thread (uvicorn on loopback), the monitor
 job on an in-process APScheduler scheduler, and a replayed stream of real questions: first a stable stretch from the
 training period's own distribution, then the questions of later years, where the topics really move.
+
+Feedback goes through the real authentication path: each run generates an API key (``secrets.token_urlsafe``), the
+embedded service requires it on ``POST /feedback`` (and only it: the demo's service ignores configured keys), and
+the replay sends it. The key lives in memory for the run only; it is never printed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import shutil
 import socket
 import threading
@@ -20,11 +25,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tagwatch.data import Question
-from tagwatch.settings import Settings
+from tagwatch.settings import ApiKey, Settings
 
 log = logging.getLogger(__name__)
 
 MARKER = ".tagwatch-demo"
+DEMO_KEY_NAME = "demo"
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,15 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def with_demo_key(settings: Settings) -> tuple[Settings, str]:
+    """The demo service's settings: feedback requires a key generated now (returned with them), predictions are open."""
+    from pydantic import SecretStr
+
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey(name=DEMO_KEY_NAME, secret=SecretStr(secret))
+    return settings.model_copy(update={"feedback_keys": (key,), "predict_keys": ()}), secret
+
+
 def _prepare_home(home: Path) -> None:
     """Start from an empty demo home; refuse to wipe a folder the demo did not make."""
     if home.exists() and any(home.iterdir()):
@@ -176,7 +191,7 @@ def run_demo(settings: Settings, plan: DemoPlan | None = None, *, echo: Callable
     from retrain.job import load_data, train_and_register
     from retrain.promote import holdout_scores
     from tagwatch.db import make_engine
-    from tagwatch.registry import Registry
+    from tagwatch.registry import registry_for
     from tagwatch.replay import replay
 
     plan = plan or DemoPlan()
@@ -191,10 +206,11 @@ def run_demo(settings: Settings, plan: DemoPlan | None = None, *, echo: Callable
         f"{run.metrics['holdout_random']['micro_f1']:.3f} (random hold-out), "
         f"{run.metrics['holdout_time']['micro_f1']:.3f} (time hold-out)"
     )
-    registry = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
+    engine = make_engine(settings.db_url)
+    # The monitor's promotions are recorded in the alias history (tagwatch history, the reports index).
+    registry = registry_for(settings, actor="monitor", engine=engine)
     frozen = registry.load_model(run.version)
     models: dict[str, Any] = {run.version: frozen}
-    engine = make_engine(settings.db_url)
     result = DemoResult()
     windows = [("stable", stable[i : i + plan.window]) for i in range(0, len(stable), plan.window)]
     windows += [("drift", drift[i : i + plan.window]) for i in range(0, len(drift), plan.window)]
@@ -204,7 +220,12 @@ def run_demo(settings: Settings, plan: DemoPlan | None = None, *, echo: Callable
         f"({sum(p == 'stable' for p, _ in windows)} stable from {plan.train_until:%Y-%m}, then later years), "
         f"feedback for {plan.feedback_share:.0%} of them"
     )
-    with ServiceThread(settings) as server:
+    service_settings, api_key = with_demo_key(settings)
+    echo(
+        f"      POST /feedback requires an API key: one generated for this run (name {DEMO_KEY_NAME!r}, not shown), "
+        "which the replay sends as a Bearer token"
+    )
+    with ServiceThread(service_settings) as server:
         monitor = Monitor(settings, engine=engine, registry=registry)
         scheduler = start_scheduler(monitor, interval_seconds=24 * 3600, background=True, first_run_now=False)
         done = threading.Event()
@@ -225,9 +246,16 @@ def run_demo(settings: Settings, plan: DemoPlan | None = None, *, echo: Callable
                 _wait_for_version(server.url, served)
                 summary = asyncio.run(
                     replay(
-                        window, url=server.url, concurrency=plan.concurrency, feedback_share=plan.feedback_share, seed=k
+                        window,
+                        url=server.url,
+                        concurrency=plan.concurrency,
+                        feedback_share=plan.feedback_share,
+                        seed=k,
+                        api_key=api_key,
                     )
                 )
+                if summary.refused:
+                    raise RuntimeError(f"the service refused {summary.refused} requests of the replay for their key")
                 sent += summary.answered
                 fed += summary.feedback_ok
                 _wait_for_rows(engine, sent, fed)

@@ -3,6 +3,11 @@
 Questions go to ``POST /predict`` in time order (or shuffled, for a stable stream) at a bounded rate and
 concurrency; for a share of them the question's real tags are posted to ``POST /feedback`` after a delay, as tags
 confirmed later would arrive.
+
+``api_key`` (the CLI's ``--key`` / ``TAGWATCH_API_KEY``: the secret of one of the service's keys) is sent as
+``Authorization: Bearer`` on every request: the feedback route requires it when the service has keys, the prediction
+routes when it has prediction keys (and ignore it otherwise). Refusals are counted like any other error
+(``feedback 401``, ``403``, ...), never raised.
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ class ReplaySummary:
     errors: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def refused(self) -> int:
+        """Requests the service refused for their API key (401 or 403), predictions and feedback together."""
+        feedback = self.errors["feedback 401"] + self.errors["feedback 403"]
+        return self.statuses["401"] + self.statuses["403"] + feedback
 
     @property
     def requests_per_second(self) -> float:
@@ -75,14 +86,20 @@ async def replay(
     max_seconds: float | None = None,
     on_answer: Callable[[int], None] | None = None,
     client: httpx.AsyncClient | None = None,
+    api_key: str | None = None,
 ) -> ReplaySummary:
-    """Send ``questions`` to ``url``; returns what happened. Bounded by the stream's length and ``max_seconds``."""
+    """Send ``questions`` to ``url``; returns what happened. Bounded by the stream's length and ``max_seconds``.
+
+    ``api_key``: sent as ``Authorization: Bearer <api_key>`` on /predict and /feedback."""
     if not 0.0 <= feedback_share <= 1.0:
         raise ValueError("feedback_share must be within [0, 1]")
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive")
+    headers: dict[str, str] = {}
+    if api_key is not None and api_key.strip():
+        headers["Authorization"] = f"Bearer {api_key.strip()}"
     summary = ReplaySummary()
     rng = random.Random(seed)
     gives_feedback = [rng.random() < feedback_share for _ in questions]
@@ -101,7 +118,9 @@ async def replay(
             await asyncio.sleep(feedback_delay)
         summary.feedback_sent += 1
         try:
-            r = await http.post(f"{base}/feedback", json={"request_id": request_id, "tags": list(tags)[:10]})
+            r = await http.post(
+                f"{base}/feedback", json={"request_id": request_id, "tags": list(tags)[:10]}, headers=headers
+            )
         except httpx.HTTPError as exc:
             summary.errors[f"feedback {type(exc).__name__}"] += 1
             return
@@ -114,7 +133,9 @@ async def replay(
         try:
             t0 = time.perf_counter()
             try:
-                r = await http.post(f"{base}/predict", json={"title": q.title[:300], "body": q.body[:60_000]})
+                r = await http.post(
+                    f"{base}/predict", json={"title": q.title[:300], "body": q.body[:60_000]}, headers=headers
+                )
             except httpx.HTTPError as exc:
                 summary.errors[type(exc).__name__] += 1
                 return

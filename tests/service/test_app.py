@@ -167,11 +167,17 @@ def test_feedback_flow(client: TestClient) -> None:
     assert first.json() == {"request_id": request_id, "tags": ["python", "pandas", ".net"], "status": "recorded"}
     again = client.post("/feedback", json={"request_id": request_id, "tags": ["python", "pandas"]})
     assert again.status_code == 200
-    assert _rows(client) == {"prediction_requests": 1, "feedback": 1}
+    # Append-only: every submission is a record of its own; the latest counts.
+    assert _rows(client) == {"prediction_requests": 1, "feedback": 2}
     # After the flush, the id is found in the database.
-    third = client.post("/feedback", json={"request_id": request_id, "tags": ["python", "pandas"]})
+    third = client.post("/feedback", json={"request_id": request_id, "tags": ["python", "numpy"]})
     assert third.status_code == 200
-    assert _rows(client) == {"prediction_requests": 1, "feedback": 1}
+    assert _rows(client) == {"prediction_requests": 1, "feedback": 3}
+    from tagwatch.db import fetch_requests
+
+    (logged,) = fetch_requests(client.app.state.tagwatch.engine, with_feedback=True)  # type: ignore[attr-defined]
+    assert logged.feedback_tags == ("python", "numpy")
+    assert logged.feedback_key is None  # feedback is open: no key to name
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 
 from service.metrics import ServiceMetrics
-from service.requestlog import FeedbackRow, PredictionRow, RequestLogWriter, decode_row, encode_row, row_bytes
+from service.requestlog import (
+    FeedbackRow,
+    PredictionRow,
+    RequestLogWriter,
+    decode_row,
+    encode_row,
+    legacy_feedback_id,
+    row_bytes,
+)
 from tagwatch.db import Feedback, PredictionRequest, count_rows, fetch_requests, make_engine, upgrade_database
 from tests.service.proxy import TcpProxy
 
@@ -46,8 +54,18 @@ def prediction(i: int, *, prefix: str = "r") -> PredictionRow:
     )
 
 
-def feedback(request_id: str, tags: list[str], *, at: datetime = T0) -> FeedbackRow:
-    return FeedbackRow(request_id=request_id, tags=tags, received_at=at)
+def feedback(
+    request_id: str, tags: list[str], *, at: datetime = T0, key: str | None = None, record_id: str | None = None
+) -> FeedbackRow:
+    """A feedback record; its id is derived from its content unless given, so the same call gives the same record
+    (as a replayed spill line would)."""
+    return FeedbackRow(
+        id=record_id or legacy_feedback_id(request_id, tags, at),
+        request_id=request_id,
+        tags=tags,
+        received_at=at,
+        key_name=key,
+    )
 
 
 def sample(metrics: ServiceMetrics, name: str, **labels: str) -> float:
@@ -77,8 +95,21 @@ def stored_ids(engine: Engine) -> list[str]:
 
 
 def stored_feedback(engine: Engine) -> dict[str, list[str]]:
+    """The feedback that counts: the latest record of each request (as ``fetch_requests`` reads it)."""
     with engine.connect() as conn:
-        return {rid: tags for rid, tags in conn.execute(select(Feedback.request_id, Feedback.tags))}
+        records = conn.execute(
+            select(Feedback.request_id, Feedback.tags).order_by(Feedback.received_at, Feedback.id)
+        ).all()
+    return {rid: tags for rid, tags in records}
+
+
+def feedback_records(engine: Engine) -> list[tuple[str, str, list[str], str | None]]:
+    """Every stored feedback record: (id, request_id, tags, key_name), by id."""
+    with engine.connect() as conn:
+        records = conn.execute(
+            select(Feedback.id, Feedback.request_id, Feedback.tags, Feedback.key_name).order_by(Feedback.id)
+        ).all()
+    return [(i, rid, tags, key) for i, rid, tags, key in records]
 
 
 @pytest.fixture
@@ -157,6 +188,67 @@ def test_rows_round_trip(engine: Engine, make_writer: Callable[..., RequestLogWr
 
 
 @pytest.mark.postgres
+def test_the_writer_needs_only_insert_and_select(
+    postgres_url: str, make_writer: Callable[..., RequestLogWriter], tmp_path: Path
+) -> None:
+    # The API's database role may only INSERT and SELECT the request log: every path of the writer (COPY, its
+    # fallback on stored ids, feedback records old and new, replayed spill files) must work with that alone.
+    import uuid
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import ProgrammingError
+
+    upgrade_database(postgres_url)
+    admin = make_engine(postgres_url)
+    role = f"tagwatch_api_test_{uuid.uuid4().hex[:8]}"
+    database = make_url(postgres_url).database
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(text(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"'))
+        conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
+        conn.execute(text(f'GRANT SELECT, INSERT ON prediction_requests, feedback TO "{role}"'))
+    engine = make_engine(make_url(postgres_url).set(username=role, password=None))
+    try:
+        writer = make_writer(engine)
+        writer.start()
+        rows = [prediction(i) for i in range(30)]
+        for row in rows[:20]:
+            writer.submit_prediction(row)
+        writer.submit_feedback(feedback(rows[0].id, ["first"], at=T0, key="replay"))
+        assert writer.flush(10)
+        # Stored ids again (COPY hits them and falls back), a replayed feedback record, a newer one.
+        for row in rows[10:]:
+            writer.submit_prediction(row)
+        writer.submit_feedback(feedback(rows[0].id, ["first"], at=T0, key="replay"))
+        writer.submit_feedback(feedback(rows[0].id, ["second"], at=T0 + timedelta(minutes=1), key="ops"))
+        assert writer.flush(10)
+        # An old spill file (feedback without id) replayed by the next writer.
+        old_line = {"kind": "feedback", "request_id": rows[1].id, "tags": ["legacy"], "received_at": T0.isoformat()}
+        (tmp_path / "spill").mkdir(exist_ok=True)
+        (tmp_path / "spill" / f"spill-{1:020d}-1-legacy.jsonl").write_text(json.dumps(old_line) + "\n")
+        nxt = make_writer(engine)
+        nxt.start()
+        assert nxt.flush(10)
+        for w in (writer, nxt):
+            w.stop(5.0)
+            assert w.stats.write_failures == 0
+            assert w.stats.rows_rejected == 0
+        assert writer.stats.copy_fallbacks == 1
+        assert sorted(stored_ids(admin)) == sorted(r.id for r in rows)
+        assert stored_feedback(admin) == {rows[0].id: ["second"], rows[1].id: ["legacy"]}
+        assert len(feedback_records(admin)) == 3
+        # And the role really cannot change what is stored.
+        with pytest.raises(ProgrammingError, match="permission denied"), engine.begin() as conn:
+            conn.execute(text("UPDATE feedback SET tags = '[]'"))
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
 def test_copy_falls_back_when_ids_are_already_stored(
     postgres_url: str, make_writer: Callable[..., RequestLogWriter]
 ) -> None:
@@ -184,26 +276,86 @@ def test_copy_falls_back_when_ids_are_already_stored(
         engine.dispose()
 
 
-def test_feedback_is_idempotent_and_latest_wins(engine: Engine, make_writer: Callable[..., RequestLogWriter]) -> None:
-    writer = make_writer(engine)
+def test_feedback_is_append_only_idempotent_and_the_latest_counts(
+    engine: Engine, make_writer: Callable[..., RequestLogWriter]
+) -> None:
+    metrics = ServiceMetrics()
+    writer = make_writer(engine, metrics=metrics)
     writer.start()
     req = prediction(1)
     writer.submit_prediction(req)
-    # Same batch: several records for one request; the latest received_at wins.
-    writer.submit_feedback(feedback(req.id, ["a"], at=T0))
-    writer.submit_feedback(feedback(req.id, ["c"], at=T0 + timedelta(minutes=2)))
+    # Same batch: several records for one request, each stored; the latest received_at counts.
+    writer.submit_feedback(feedback(req.id, ["a"], at=T0, key="replay"))
+    writer.submit_feedback(feedback(req.id, ["c"], at=T0 + timedelta(minutes=2), key="ops"))
+    writer.submit_feedback(feedback(req.id, ["b"], at=T0 + timedelta(minutes=1)))
+    # The same record twice in one batch (a spilled copy of a row in memory): stored once.
     writer.submit_feedback(feedback(req.id, ["b"], at=T0 + timedelta(minutes=1)))
     assert writer.flush(10)
     assert stored_feedback(engine) == {req.id: ["c"]}
-    # Repeated and older records (a replay) change nothing; a newer one replaces.
-    writer.submit_feedback(feedback(req.id, ["c"], at=T0 + timedelta(minutes=2)))
+    assert len(feedback_records(engine)) == 3
+    # A replayed record (same id) is skipped; an older one is kept but does not count; a newer one counts.
+    writer.submit_feedback(feedback(req.id, ["c"], at=T0 + timedelta(minutes=2), key="ops"))
     writer.submit_feedback(feedback(req.id, ["old"], at=T0 - timedelta(days=1)))
     assert writer.flush(10)
     assert stored_feedback(engine) == {req.id: ["c"]}
-    writer.submit_feedback(feedback(req.id, ["python", "pandas"], at=T0 + timedelta(hours=1)))
+    writer.submit_feedback(feedback(req.id, ["python", "pandas"], at=T0 + timedelta(hours=1), key="replay"))
     assert writer.flush(10)
     assert stored_feedback(engine) == {req.id: ["python", "pandas"]}
-    assert count_rows(engine) == {"prediction_requests": 1, "feedback": 1, "drift_runs": 0}
+    counts = count_rows(engine)
+    assert (counts["prediction_requests"], counts["feedback"]) == (1, 5)
+    records = feedback_records(engine)
+    assert sorted((tags, key) for _, _, tags, key in records) == sorted(
+        [(["a"], "replay"), (["c"], "ops"), (["b"], None), (["old"], None), (["python", "pandas"], "replay")]
+    )
+    (logged,) = fetch_requests(engine)
+    assert (logged.feedback_tags, logged.feedback_key) == (("python", "pandas"), "replay")
+    stats = writer.stats
+    assert (stats.feedback_written, stats.feedback_duplicates_skipped) == (5, 2)
+    assert sample(metrics, "tagwatch_request_log_rows_written_total", table="feedback") == 5
+
+
+def test_feedback_records_get_fresh_ids_and_old_spill_lines_a_stable_one() -> None:
+    a = FeedbackRow(request_id="a" * 32, tags=["python"], received_at=T0)
+    b = FeedbackRow(request_id="a" * 32, tags=["python"], received_at=T0)
+    assert a.id != b.id
+    assert len(a.id) == 32
+    assert int(a.id, 16) >= 0
+    # A line spilled before records had ids (no "id", no "key_name"): the same id every time it is read.
+    old = {"kind": "feedback", "request_id": "a" * 32, "tags": ["python"], "received_at": T0.isoformat()}
+    first, second = decode_row(dict(old)), decode_row(json.loads(json.dumps(old)))
+    assert isinstance(first, FeedbackRow)
+    assert isinstance(second, FeedbackRow)
+    assert first.id == second.id == legacy_feedback_id("a" * 32, ["python"], T0)
+    assert first.key_name is None
+    # Another instant or other tags: another record.
+    assert decode_row({**old, "tags": ["java"]}).id != first.id  # type: ignore[union-attr]
+    later = (T0 + timedelta(seconds=1)).isoformat()
+    assert decode_row({**old, "received_at": later}).id != first.id  # type: ignore[union-attr]
+    # The same instant written in another timezone is the same record.
+    paris = T0.astimezone(timezone(timedelta(hours=1))).isoformat()
+    assert decode_row({**old, "received_at": paris}).id == first.id  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="key_name"):
+        FeedbackRow(request_id="a" * 32, tags=["python"], received_at=T0, key_name="k" * 65)
+
+
+def test_an_old_spill_file_replayed_twice_stores_its_feedback_once(
+    engine: Engine, make_writer: Callable[..., RequestLogWriter], tmp_path: Path
+) -> None:
+    # A spill file from before feedback records had ids, replayed, and then again (a crash before its deletion).
+    req = prediction(1)
+    old_line = {"kind": "feedback", "request_id": req.id, "tags": ["python"], "received_at": T0.isoformat()}
+    spill = tmp_path / "spill"
+    for run in range(2):
+        spill.mkdir(exist_ok=True)
+        lines = [json.dumps(encode_row(req)), json.dumps(old_line)]
+        (spill / f"spill-{run:020d}-1-legacy.jsonl").write_text("\n".join(lines) + "\n")
+        writer = make_writer(engine)
+        writer.start()
+        assert writer.flush(10)
+        writer.stop(5.0)
+        assert spill_files(spill) == []
+    assert stored_ids(engine) == [req.id]
+    assert feedback_records(engine) == [(legacy_feedback_id(req.id, ["python"], T0), req.id, ["python"], None)]
 
 
 def test_feedback_in_the_same_batch_as_its_request(
@@ -270,6 +422,7 @@ def test_held_orphan_feedback_is_spilled_on_stop(
     writer.stop(5.0)
     lines = read_jsonl(spill_files(tmp_path / "spill"))
     assert lines == [encode_row(feedback("e" * 32, ["python"]))]
+    assert lines[0]["id"] == feedback("e" * 32, ["python"]).id
 
 
 def test_burst_bigger_than_the_queue_spills_and_is_written_later(
@@ -454,6 +607,8 @@ def test_rows_are_validated_in_the_caller() -> None:
     assert decode_row(json.loads(json.dumps(encode_row(row)))) == row
     fb = feedback(row.id, ["a", "b"])
     assert decode_row(json.loads(json.dumps(encode_row(fb)))) == fb
+    keyed = FeedbackRow(request_id=row.id, tags=["a"], received_at=T0, key_name="replay")
+    assert decode_row(json.loads(json.dumps(encode_row(keyed)))) == keyed
 
 
 # ------------------------------------------------------------------------------------------------ outages

@@ -55,7 +55,9 @@ def test_upgrade_to_head_twice_from_any_directory(
         assert {"prediction_requests", "feedback", "alembic_version"} <= tables
         indexes = {ix["name"] for ix in inspect(engine).get_indexes("prediction_requests")}
         assert "ix_prediction_requests_created_at" in indexes
-        assert count_rows(engine) == {"prediction_requests": 0, "feedback": 0, "drift_runs": 0}
+        counts = count_rows(engine)
+        assert {"prediction_requests", "feedback", "drift_runs", "alias_moves"} <= set(counts)
+        assert not any(counts.values())
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
     finally:
@@ -114,7 +116,7 @@ def test_rows_round_trip(database_url: str) -> None:
             req = _request(0, at=created)
             session.add(req)
             session.flush()
-            session.add(Feedback(request_id=req.id, tags=["python", "dictionary"], received_at=T0))
+            session.add(Feedback(request_id=req.id, tags=["python", "dictionary"], received_at=T0, key_name="replay"))
             session.commit()
             request_id = req.id
         with Session(engine) as session:
@@ -129,13 +131,16 @@ def test_rows_round_trip(database_url: str) -> None:
             assert got.predicted == [{"tag": "python", "score": 0.91}, {"tag": "dictionary", "score": 0.4}]
             assert got.model_version == "3"
             assert got.latency_seconds == pytest.approx(0.0042)
-            assert got.feedback is not None
-            assert got.feedback.tags == ["python", "dictionary"]
-            assert got.feedback.received_at == T0
+            (fb,) = got.feedback
+            assert fb.tags == ["python", "dictionary"]
+            assert fb.received_at == T0
+            assert fb.key_name == "replay"
+            assert len(fb.id) == 32  # uuid4 hex by default
             assert get_request(session, request_id="0" * 32) is None
         assert request_exists(engine, request_id=request_id)
         assert not request_exists(engine, request_id="0" * 32)
-        assert count_rows(engine) == {"prediction_requests": 1, "feedback": 1, "drift_runs": 0}
+        counts = count_rows(engine)
+        assert (counts["prediction_requests"], counts["feedback"]) == (1, 1)
     finally:
         engine.dispose()
 
@@ -204,6 +209,52 @@ def test_fetch_requests_window_limit_and_feedback(database_url: str) -> None:
         engine.dispose()
 
 
+def test_feedback_is_append_only_and_the_latest_record_counts(database_url: str) -> None:
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            reqs = [_request(i) for i in range(3)]
+            session.add_all(reqs)
+            session.flush()
+            a, b, c = (r.id for r in reqs)
+            session.add_all(
+                [
+                    # a: three records; the newest received counts, whatever the order they were stored in.
+                    Feedback(id="1" * 32, request_id=a, tags=["first"], received_at=T0, key_name="replay"),
+                    Feedback(id="3" * 32, request_id=a, tags=["newest"], received_at=T0 + timedelta(hours=2)),
+                    Feedback(id="2" * 32, request_id=a, tags=["middle"], received_at=T0 + timedelta(hours=1)),
+                    # b: two records received at the same instant (only a replay makes that): the greater id counts.
+                    Feedback(id="4" * 32, request_id=b, tags=["tie-low"], received_at=T0, key_name="old"),
+                    Feedback(id="5" * 32, request_id=b, tags=["tie-high"], received_at=T0, key_name="new"),
+                ]
+            )
+            session.commit()
+        assert count_rows(engine)["feedback"] == 5
+        by_id = {r.id: r for r in fetch_requests(engine)}
+        assert (by_id[a].feedback_tags, by_id[a].feedback_key) == (("newest",), None)
+        assert by_id[a].feedback_received_at == T0 + timedelta(hours=2)
+        assert (by_id[b].feedback_tags, by_id[b].feedback_key) == (("tie-high",), "new")
+        assert (by_id[c].feedback_tags, by_id[c].feedback_key) == (None, None)
+        labelled = fetch_requests(engine, with_feedback=True)
+        assert [r.id for r in labelled] == [a, b]  # one row per request, however many records
+        with Session(engine) as session:
+            assert [f.tags for f in session.get_one(PredictionRequest, a).feedback] == [
+                ["first"],
+                ["middle"],
+                ["newest"],
+            ]
+            # The id is the key: the same record twice is refused (the writer skips it: ON CONFLICT DO NOTHING).
+            session.add(Feedback(id="1" * 32, request_id=a, tags=["again"], received_at=T0))
+            with pytest.raises(IntegrityError):
+                session.commit()
+        indexes = {ix["name"]: ix for ix in inspect(engine).get_indexes("feedback")}
+        assert not indexes["ix_feedback_request_id"]["unique"]
+        assert inspect(engine).get_pk_constraint("feedback")["constrained_columns"] == ["id"]
+    finally:
+        engine.dispose()
+
+
 def test_sqlite_engine_settings(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url, busy_timeout=2.5)
     try:
@@ -222,7 +273,8 @@ def test_in_memory_sqlite_migrated_through_its_engine() -> None:
         with Session(engine) as session:
             session.add(_request(0))
             session.commit()
-        assert count_rows(engine) == {"prediction_requests": 1, "feedback": 0, "drift_runs": 0}
+        counts = count_rows(engine)
+        assert (counts["prediction_requests"], counts["feedback"]) == (1, 0)
         with engine.connect() as conn:  # migrating switched enforcement off only for the migration itself
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
@@ -246,6 +298,7 @@ def test_postgres_column_types(postgres_url: str) -> None:
         assert types["feedback.tags"] == "jsonb"
         assert types["prediction_requests.created_at"] == "timestamp with time zone"
         assert types["feedback.received_at"] == "timestamp with time zone"
+        assert types["feedback.id"] == types["feedback.key_name"] == "character varying"
     finally:
         engine.dispose()
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tagwatch.data import Question
 from tagwatch.demo import DemoPlan, plot_timeline, run_demo, split_stream
 from tagwatch.settings import Settings
 
@@ -50,6 +52,40 @@ def test_demo_loop_catches_the_shift(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert all(r.report in index for r in result.timeline if r.report)
     out = capsys.readouterr().out
     assert "[4/4]" in out
+
+
+def test_demo_service_requires_a_key_generated_per_run(
+    settings: Settings, small_model: Any, small_training_set: list[Question]
+) -> None:
+    import asyncio
+
+    from sqlalchemy import select
+
+    from tagwatch.db import Feedback
+    from tagwatch.demo import DEMO_KEY_NAME, ServiceThread, with_demo_key
+    from tagwatch.replay import replay
+    from tests.support import InMemorySource
+
+    served, secret = with_demo_key(settings)
+    _, other = with_demo_key(settings)
+    assert secret != other
+    assert len(secret) >= 32
+    assert [(k.name, k.secret.get_secret_value()) for k in served.feedback_keys] == [(DEMO_KEY_NAME, secret)]
+    assert served.predict_keys == ()
+    assert secret not in repr(served)
+    source = InMemorySource()
+    source.add("1", small_model)
+    with ServiceThread(served.model_copy(update={"log_flush_interval_seconds": 0.05}), source=source) as service:
+        stream = small_training_set[:20]
+        keyed = asyncio.run(replay(stream, url=service.url, concurrency=4, feedback_share=1.0, api_key=secret))
+        assert (keyed.answered, keyed.feedback_ok, keyed.refused) == (20, 20, 0)
+        # Another run's key (or none) is refused.
+        assert asyncio.run(replay(stream[:3], url=service.url, feedback_share=1.0, api_key=other)).refused == 3
+        assert asyncio.run(replay(stream[:3], url=service.url, feedback_share=1.0)).refused == 3
+        state = service.server.config.app.state.tagwatch
+        state.writer.flush()
+        with state.engine.connect() as conn:
+            assert list(conn.execute(select(Feedback.key_name)).scalars()) == [DEMO_KEY_NAME] * 20
 
 
 def test_plot_timeline(tmp_path: Path) -> None:
