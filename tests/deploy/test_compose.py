@@ -28,6 +28,13 @@ DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 NGINX = REPO / "deploy" / "nginx.conf"
 POSTGRES_INIT = REPO / "deploy" / "postgres-init.sql"
+DATASOURCES = REPO / "dashboards" / "provisioning" / "datasources" / "datasources.yml"
+# The .env variable of each database role's password (tagwatch/roles.py makes the roles in `tagwatch init`).
+ROLE_PASSWORDS = {
+    "api": "TAGWATCH_API_DB_PASSWORD",
+    "monitor": "TAGWATCH_MONITOR_DB_PASSWORD",
+    "grafana": "TAGWATCH_GRAFANA_DB_PASSWORD",
+}
 
 # Compose interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}, $VAR; $$ is "$".
 _VARIABLE = re.compile(
@@ -197,12 +204,19 @@ def test_docker_compose_refuses_to_run_without_the_secrets(tmp_path: Path) -> No
 # --- .env.example ------------------------------------------------------------------------------------------------
 def test_every_variable_of_the_compose_file_is_in_the_env_example() -> None:
     used = {m.group("braced") or m.group("bare") for m in _VARIABLE.finditer(COMPOSE.read_text()) if m.group(0) != "$$"}
-    assert {"POSTGRES_USER", "POSTGRES_PASSWORD", "GF_SECURITY_ADMIN_PASSWORD"} <= used
+    assert {
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+        "GF_SECURITY_ADMIN_PASSWORD",
+        *ROLE_PASSWORDS.values(),
+        "TAGWATCH_REPLAY_KEY",
+    } <= used
     assert used - set(env_example()) == set()
 
 
 def test_env_example_holds_placeholders_for_secrets() -> None:
-    secrets = {k: v for k, v in env_example().items() if re.search("PASSWORD|SECRET|TOKEN|WEBHOOK", k)}
+    secrets = {k: v for k, v in env_example().items() if re.search(r"PASSWORD|SECRET|TOKEN|WEBHOOK|_KEY$", k)}
+    assert {*ROLE_PASSWORDS.values(), "TAGWATCH_REPLAY_KEY"} <= set(secrets)
     assert secrets
     for name, value in secrets.items():
         # Required secrets hold a placeholder; optional ones (the Slack / e-mail receivers) are empty.
@@ -317,13 +331,13 @@ def test_stateful_tagwatch_services_share_the_home_volume_and_the_databases() ->
     assert init_script == POSTGRES_INIT
     assert re.search(r"CREATE DATABASE registry\b", POSTGRES_INIT.read_text(), re.IGNORECASE)
     stateful = {n: s for n, s in tagwatch_services().items() if "TAGWATCH_DATABASE_URL" in (s.get("environment") or {})}
-    assert {"init", "api", "monitor"} <= set(stateful)
+    assert set(stateful) == {"init", "api", "monitor"}
     for name, svc in tagwatch_services().items():
         env = svc.get("environment") or {}
         for key in env:
             field = key.removeprefix("TAGWATCH_").lower()
             assert key.startswith("TAGWATCH_"), f"{name}: {key}"
-            assert field in Settings.model_fields, f"{name}: {key} is no tagwatch setting"
+            assert field in Settings.model_fields or key in _cli_envvars(), f"{name}: {key} is no tagwatch setting"
     for name, svc in stateful.items():
         env = svc["environment"]
         assert ("volume", "tagwatch-home", env["TAGWATCH_HOME"]) in set(_mounts(svc)), name
@@ -334,8 +348,78 @@ def test_stateful_tagwatch_services_share_the_home_volume_and_the_databases() ->
             url = make_url(env[key])
             assert url.drivername == "postgresql+psycopg", f"{name}: {key}: tagwatch uses psycopg 3"
             assert (url.host, url.port, url.database) == ("postgres", 5432, database), f"{name}: {key}"
-            assert (url.username, url.password) == (postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"])
         assert env["TAGWATCH_AUTO_MIGRATE"] == "false", f"{name}: init migrates, replicas must not race"
+
+
+def _cli_envvars() -> set[str]:
+    """Environment variables the `tagwatch` commands read as options (e.g. replay's TAGWATCH_API_KEY)."""
+    import typer
+
+    from tagwatch.cli import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    found: set[str] = set()
+    for command in commands.values():
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            found.update([envvar] if isinstance(envvar, str) else envvar or [])
+    return found
+
+
+def _database_users() -> dict[str, set[tuple[str | None, str | None]]]:
+    """(user, password) of every database URL of each tagwatch service."""
+    from sqlalchemy.engine import make_url
+
+    return {
+        name: {
+            (make_url(value).username, make_url(value).password)
+            for key, value in (svc.get("environment") or {}).items()
+            if key.endswith("_URL") and str(value).startswith("postgresql")
+        }
+        for name, svc in tagwatch_services().items()
+    }
+
+
+def test_only_init_connects_as_the_owner_and_every_process_as_its_own_role() -> None:
+    from tagwatch.roles import role_name
+    from tagwatch.settings import Settings
+
+    owner = services()["postgres"]["environment"]
+    prefix = Settings.model_fields["db_role_prefix"].default
+    example = env_example()
+    users = _database_users()
+    assert users["init"] == {(owner["POSTGRES_USER"], owner["POSTGRES_PASSWORD"])}
+    assert users["api"] == {(role_name("api", prefix), example[ROLE_PASSWORDS["api"]])}
+    assert users["monitor"] == {(role_name("monitor", prefix), example[ROLE_PASSWORDS["monitor"]])}
+    assert not any(users[name] for name in users if name not in ("init", "api", "monitor"))
+    # init makes the roles with the passwords the others log in with.
+    init = services()["init"]["environment"]
+    assert {kind: init[variable] for kind, variable in ROLE_PASSWORDS.items()} == {
+        kind: example[variable] for kind, variable in ROLE_PASSWORDS.items()
+    }
+    # The owner's password reaches postgres and init only; each role's password only init and its user.
+    holders: dict[str, set[str]] = {}
+    for name, svc in services().items():
+        text = json.dumps(svc.get("environment") or {})
+        for variable in ("POSTGRES_PASSWORD", *ROLE_PASSWORDS.values()):
+            if example[variable] in text:
+                holders.setdefault(variable, set()).add(name)
+    assert holders == {
+        "POSTGRES_PASSWORD": {"postgres", "init"},
+        ROLE_PASSWORDS["api"]: {"init", "api"},
+        ROLE_PASSWORDS["monitor"]: {"init", "monitor"},
+        ROLE_PASSWORDS["grafana"]: {"init", "grafana"},
+    }
+    assert len({example[v] for v in ("POSTGRES_PASSWORD", *ROLE_PASSWORDS.values())}) == 4
+
+
+def test_the_replay_service_sends_the_key_the_api_accepts() -> None:
+    from tagwatch.settings import parse_api_keys
+
+    keys = parse_api_keys(services()["api"]["environment"]["TAGWATCH_FEEDBACK_KEYS"], "TAGWATCH_FEEDBACK_KEYS")
+    secrets = {key.name: key.secret.get_secret_value() for key in keys}
+    assert secrets == {"replay": env_example()["TAGWATCH_REPLAY_KEY"]}
+    assert services()["replay"]["environment"] == {"TAGWATCH_API_KEY": secrets["replay"]}
 
 
 def test_tagwatch_service_commands_are_valid_cli_invocations() -> None:
@@ -415,7 +499,23 @@ def test_grafana_provisioning_is_mounted_and_its_data_sources_reach_services() -
             folder = _host_path(svc, provider["options"]["path"])
             assert folder is not None, f"{path.name}: {provider['options']['path']} is not mounted"
             assert folder.is_dir(), f"{path.name}: {folder} does not exist"
-    assert svc["environment"]["POSTGRES_USER"] == services()["postgres"]["environment"]["POSTGRES_USER"]
+
+
+def test_grafana_reads_the_request_log_as_its_read_only_role() -> None:
+    from tagwatch.roles import role_name
+    from tagwatch.settings import Settings
+
+    assert _host_path(services()["grafana"], "/etc/grafana/provisioning/datasources/datasources.yml") == DATASOURCES
+    (source,) = [s for s in yaml.safe_load(DATASOURCES.read_text())["datasources"] if s["uid"] == "tagwatch-postgres"]
+    assert source["type"] == "grafana-postgresql-datasource"
+    assert source["jsonData"]["database"] == services()["postgres"]["environment"]["POSTGRES_DB"]
+    assert source["user"] == role_name("grafana", Settings.model_fields["db_role_prefix"].default)
+    assert source["secureJsonData"]["password"] == "${" + ROLE_PASSWORDS["grafana"] + "}"
+    env = services()["grafana"]["environment"]
+    assert env[ROLE_PASSWORDS["grafana"]] == services()["init"]["environment"][ROLE_PASSWORDS["grafana"]]
+    # Not the owner's credentials any more.
+    assert "POSTGRES_PASSWORD" not in env
+    assert "POSTGRES_USER" not in env
 
 
 # --- nginx ---------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tagwatch.settings import PLACEHOLDER_SECRETS, Settings, get_settings, placeholder_reason
@@ -54,7 +55,7 @@ def test_check_secrets_runs_the_command_with_real_secrets() -> None:
 def test_third_party_containers_check_their_secrets_before_starting() -> None:
     for name, variables in {
         "postgres": ["POSTGRES_PASSWORD"],
-        "grafana": ["GF_SECURITY_ADMIN_PASSWORD", "POSTGRES_PASSWORD"],
+        "grafana": ["GF_SECURITY_ADMIN_PASSWORD", "TAGWATCH_GRAFANA_DB_PASSWORD"],
     }.items():
         svc = services()[name]
         entrypoint = svc["entrypoint"]
@@ -70,10 +71,16 @@ def test_third_party_containers_check_their_secrets_before_starting() -> None:
     assert services()["grafana"]["entrypoint"][-1] == "/run.sh"
 
 
-def test_tagwatch_processes_refuse_the_example_password(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("service", "variable"),
+    [("init", "POSTGRES_PASSWORD"), ("api", "TAGWATCH_API_DB_PASSWORD"), ("monitor", "TAGWATCH_MONITOR_DB_PASSWORD")],
+)
+def test_tagwatch_processes_refuse_the_example_password(
+    monkeypatch: pytest.MonkeyPatch, service: str, variable: str
+) -> None:
     from tagwatch.cli import app
 
-    env = services()["api"]["environment"]
+    env = services()[service]["environment"]
     assert env["TAGWATCH_ENVIRONMENT"] == "production"
     for name in ("TAGWATCH_ENVIRONMENT", "TAGWATCH_DATABASE_URL", "TAGWATCH_REGISTRY_URL"):
         monkeypatch.setenv(name, str(env[name]))
@@ -83,9 +90,54 @@ def test_tagwatch_processes_refuse_the_example_password(monkeypatch: pytest.Monk
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 2
-    assert "POSTGRES_PASSWORD" in result.output
+    # Each process names the variable of its own database user's password.
+    assert f"set {variable} in .env" in result.output
     assert "TAGWATCH_DATABASE_URL" in result.output
     assert "Traceback" not in result.output
+
+
+REAL_SECRET = "Zr4qW8tpXk2mN7vB-real"
+
+
+def _refused_by(variable: str) -> set[str]:
+    """The services that refuse to start when ``variable`` keeps its .env.example value and every other secret is
+    real: third-party containers through check-secrets.sh, tagwatch's through its production settings."""
+    from tests.deploy.test_compose import COMPOSE, interpolate
+
+    example = env_example()
+    env = {k: (REAL_SECRET + k.lower() if placeholder_reason(v) and k != variable else v) for k, v in example.items()}
+    env = {k: ("" if k.startswith("ALERTMANAGER_") else v) for k, v in env.items()}
+    rendered = interpolate(yaml.safe_load(COMPOSE.read_text()), env)["services"]
+    refusing = set()
+    for name, svc in rendered.items():
+        environment = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
+        entrypoint = svc.get("entrypoint") or []
+        if "/usr/local/bin/check-secrets.sh" in entrypoint:
+            names = entrypoint[entrypoint.index("/usr/local/bin/check-secrets.sh") + 1 : entrypoint.index("--")]
+            if _run_check(environment, *names).returncode == 78:
+                refusing.add(name)
+        if svc["image"].startswith("tagwatch:") and environment.get("TAGWATCH_ENVIRONMENT") == "production":
+            fields = {k.removeprefix("TAGWATCH_").lower(): v for k, v in environment.items()}
+            try:
+                Settings(**fields)
+            except ValueError:
+                refusing.add(name)
+    return refusing
+
+
+def test_every_placeholder_of_the_env_example_stops_a_service() -> None:
+    placeholders = sorted(k for k, v in env_example().items() if v.startswith("change-me"))
+    assert {"POSTGRES_PASSWORD", "TAGWATCH_GRAFANA_DB_PASSWORD", "TAGWATCH_REPLAY_KEY"} <= set(placeholders)
+    assert _refused_by("nothing") == set()
+    refused = {variable: _refused_by(variable) for variable in placeholders}
+    assert refused == {
+        "GF_SECURITY_ADMIN_PASSWORD": {"grafana"},
+        "POSTGRES_PASSWORD": {"postgres", "init"},
+        "TAGWATCH_API_DB_PASSWORD": {"init", "api"},
+        "TAGWATCH_MONITOR_DB_PASSWORD": {"init", "monitor"},
+        "TAGWATCH_GRAFANA_DB_PASSWORD": {"init", "grafana"},
+        "TAGWATCH_REPLAY_KEY": {"api"},
+    }
 
 
 def test_production_settings_accept_a_real_password_and_local_ones_anything() -> None:
