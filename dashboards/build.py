@@ -11,19 +11,23 @@ Three dashboards, linked to each other and to the drift reports:
 - ``tagwatch-retraining``: the champion, retrains by result, their duration, promotions and rejections as
   annotations, and a table of retrains (PostgreSQL).
 
+All three carry the champion's moves (promotions, rollbacks: ``alias_moves`` in PostgreSQL) as annotations.
+
 Panels query Prometheus (the recording rules of ``prometheus/recording.rules.yml`` where they fit) and the request-log
 database, each by the datasource uid that ``provisioning/datasources/datasources.yml`` gives it.
-``dashboard_queries()`` and ``sql_queries()`` list every query, Grafana's variables replaced by concrete values, for
-tests that run them against a live Prometheus or a migrated database.
+``dashboard_queries()`` and ``sql_queries()`` list every query, Grafana's variables and macros replaced by concrete
+values, for tests that run them against a live Prometheus or a migrated database.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import textwrap
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +371,32 @@ def retrain_annotations() -> list[dict[str, Any]]:
     ]
 
 
+# Every move of the champion alias (tagwatch.history): promotions by the monitor or the CLI, rollbacks, with the
+# trigger and who. Grafana shows ``text`` as the tooltip and ``tags`` (comma-separated) as tags.
+CHAMPION_MOVES_SQL = """
+    SELECT
+      m.moved_at AS time,
+      'champion ' || coalesce(m.from_version, '-') || ' → ' || coalesce(m.to_version, '-')
+        || ' (' || m.trigger || ', ' || m.actor || ')' AS text,
+      'champion,' || m.model_name AS tags
+    FROM alias_moves AS m
+    WHERE m.alias = 'champion' AND $__timeFilter(m.moved_at)
+    ORDER BY m.moved_at
+    """
+
+
+def champion_annotation() -> dict[str, Any]:
+    """The champion's moves (alias_moves, PostgreSQL) as annotations: which version served from when, and why."""
+    return {
+        "datasource": POSTGRES,
+        "enable": True,
+        "hide": False,
+        "iconColor": "purple",
+        "name": "Champion moves",
+        "target": {**sql(CHAMPION_MOVES_SQL), "refId": "Anno"},
+    }
+
+
 def dashboard(uid: str, description: str, layout: Layout, annotations: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     return {
         "uid": uid,
@@ -410,6 +440,18 @@ def service_dashboard() -> dict[str, Any]:
             description="Share of requests answered with a 5xx status (5m rate). The dashed line is at 5%.",
             unit="percentunit",
             threshold=0.05,
+        ),
+        timeseries(
+            "Refused API keys (per 5m)",
+            prom(
+                "sum by (route, reason) (increase(tagwatch_auth_failures_total[5m]))",
+                "{{route}} {{reason}}",
+            ),
+            description="Requests refused for their API key, all replicas: missing or malformed Authorization "
+            "header (401), a token that is no configured key (403). A steady stream of 'invalid' is a client with "
+            "a rotated-out key, or someone guessing.",
+            unit="short",
+            bars=True,
         ),
     )
     lay.line(
@@ -573,7 +615,7 @@ def service_dashboard() -> dict[str, Any]:
         ),
     )
     description = "The prediction service: traffic, errors, latency, replicas, the served model and the request log."
-    return dashboard(SERVICE_UID, description, lay)
+    return dashboard(SERVICE_UID, description, lay, [champion_annotation()])
 
 
 # Model & drift --------------------------------------------------------------------------------------------------
@@ -776,7 +818,7 @@ def model_drift_dashboard() -> dict[str, Any]:
         "Drift of the served model: scores against thresholds, detected and confirmed drift, F1, score distributions, "
         "the monitor's runs and their reports."
     )
-    return dashboard(DRIFT_UID, description, lay, retrain_annotations())
+    return dashboard(DRIFT_UID, description, lay, [*retrain_annotations(), champion_annotation()])
 
 
 # Retraining -----------------------------------------------------------------------------------------------------
@@ -892,7 +934,7 @@ def retraining_dashboard() -> dict[str, Any]:
         "Retraining: the champion, retrains by result and duration, promotions and rejections, and the history of "
         "retrains with their comparisons."
     )
-    return dashboard(RETRAINING_UID, description, lay, retrain_annotations())
+    return dashboard(RETRAINING_UID, description, lay, [*retrain_annotations(), champion_annotation()])
 
 
 # ------------------------------------------------------------------------------------------------------- output
@@ -909,12 +951,13 @@ def render(board: dict[str, Any]) -> str:
 
 
 def _targets(board: dict[str, Any]) -> Iterator[tuple[str, Target]]:
-    """(panel title, target) of every query of ``board``; annotations are titled ``annotation: <name>``."""
+    """(panel title, target) of every query of ``board``; annotations are titled ``annotation: <name>`` (a Prometheus
+    annotation is its own target, an SQL one has a ``target``)."""
     for panel in board["panels"]:
         for target in panel.get("targets", []):
             yield panel["title"], target
     for annotation in board["annotations"]["list"]:
-        yield f"annotation: {annotation['name']}", annotation
+        yield f"annotation: {annotation['name']}", annotation.get("target", annotation)
 
 
 def substitute(expr: str) -> str:
@@ -935,10 +978,32 @@ def dashboard_queries() -> list[tuple[str, str, str]]:
     ]
 
 
-def sql_queries() -> list[tuple[str, str, str]]:
-    """(dashboard uid, panel title, SQL) of every PostgreSQL query of every dashboard (they use no Grafana macro)."""
+# Grafana's PostgreSQL macro for the dashboard's time range: ``$__timeFilter(column)``.
+_TIME_FILTER = re.compile(r"\$__timeFilter\(([^()]+)\)")
+
+
+def substitute_sql(query: str, *, since: datetime, until: datetime) -> str:
+    """``query`` with ``$__timeFilter(column)`` expanded as Grafana does for the range [since, until]."""
+
+    def expand(found: re.Match[str]) -> str:
+        return f"{found.group(1).strip()} BETWEEN '{_utc(since)}' AND '{_utc(until)}'"
+
+    return _TIME_FILTER.sub(expand, query)
+
+
+def _utc(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError(f"{at.isoformat()} is naive: give a timezone-aware datetime")
+    return f"{at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def sql_queries(*, since: datetime | None = None, until: datetime | None = None) -> list[tuple[str, str, str]]:
+    """(dashboard uid, panel title, SQL) of every PostgreSQL query of every dashboard, annotations included, with
+    ``$__timeFilter`` expanded for [since, until] (default: the dashboards' default range, the last 6 hours)."""
+    until = until or datetime.now(UTC)
+    since = since or until - timedelta(hours=6)
     return [
-        (board["uid"], title, target["rawSql"])
+        (board["uid"], title, substitute_sql(target["rawSql"], since=since, until=until))
         for board in build().values()
         for title, target in _targets(board)
         if target["datasource"]["uid"] == POSTGRES["uid"]

@@ -1,11 +1,13 @@
-"""Drift reports: one self-contained HTML file per run (the Evidently snapshot) and an index page of runs.
+"""Drift reports: one self-contained HTML file per run (the Evidently snapshot) and an index page of runs, which
+starts with the champion's history (its moves from ``alias_moves``).
 
 The service serves ``reports_dir`` at ``/reports/`` while the monitor writes into it, so every file is written to a
 temporary name first and moved into place (a reader never sees half a page).
 
 Both pages carry text users sent (question titles and bodies are the report's characteristic examples) and are served
-from the API's origin, so nothing of it may become markup: the index escapes every value, and the Evidently page's
-embedded data is re-serialised by ``render_snapshot`` so that no string can end its ``<script>``.
+from the API's origin, so nothing of it may become markup: the index escapes every value (the history's triggers and
+actors too), and the Evidently page's embedded data is re-serialised by ``render_snapshot`` so that no string can end
+its ``<script>``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from monitor.detect import KINDS, DriftResult
+
+if TYPE_CHECKING:
+    from tagwatch.history import AliasMoveRecord
 
 INDEX_NAME = "index.html"
 
@@ -148,8 +153,13 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def write_index(runs: Sequence[RunEntry], reports_dir: Path) -> Path:
-    """Write ``reports_dir/index.html``: one row per run (newest first) with per-kind scores, verdicts and a link."""
+def write_index(runs: Sequence[RunEntry], reports_dir: Path, *, moves: Sequence[AliasMoveRecord] | None = None) -> Path:
+    """Write ``reports_dir/index.html``: one row per run (newest first) with per-kind scores, verdicts and a link.
+
+    ``moves`` (``tagwatch.history.list_moves``): the page starts with a "Model history" section listing the champion
+    moves among them, newest first (when, from -> to, trigger, who); other aliases' moves are left out. None: no
+    such section.
+    """
     rows = []
     for run in sorted(runs, key=lambda r: r.started_at, reverse=True):
         kinds = run.result.get("kinds", {})
@@ -170,12 +180,36 @@ def write_index(runs: Sequence[RunEntry], reports_dir: Path) -> Path:
         f"<th>{_e(h)}</th>" for h in ["started", "model", "questions", "feedback", *KINDS, "decision", "report"]
     )
     body = (
-        f"<p>{len(runs)} drift runs. A kind cell shows score / threshold; <b>DRIFT</b> when detected, "
+        (_history_html(moves) if moves is not None else "")
+        + f"<p>{len(runs)} drift runs. A kind cell shows score / threshold; <b>DRIFT</b> when detected, "
         "<i>(little data)</i> when the window was below its minimum size.</p>"
         f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
     page = _page("tagwatch drift runs", body)
     return _write_atomic(reports_dir / INDEX_NAME, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+
+
+def _history_html(moves: Sequence[AliasMoveRecord]) -> str:
+    """The champion moves as a table, newest first. Trigger and actor come from outside (a trigger may quote a
+    lineage, an actor is an API key's name): every value is escaped, and none becomes a link or an attribute."""
+    champion = sorted((m for m in moves if m.alias == "champion"), key=lambda m: (m.moved_at, m.id), reverse=True)
+    if not champion:
+        return "<p><b>Model history</b>: no champion move recorded yet.</p>"
+    rows = "".join(
+        "<tr>"
+        f"<td>{_e(m.moved_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC'))}</td>"
+        f"<td>{_e(m.from_version or '-')} → {_e(m.to_version or '-')}</td>"
+        f"<td>{_e(m.trigger)}</td>"
+        f"<td>{_e(m.actor)}</td>"
+        "</tr>"
+        for m in champion
+    )
+    header = "".join(f"<th>{_e(h)}</th>" for h in ("when", "champion", "trigger", "who"))
+    return (
+        f"<p><b>Model history</b>: {len(champion)} champion move(s), newest first (the command "
+        "tagwatch history lists the moves of every alias).</p>"
+        f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def _kind_cell(kind: dict[str, Any] | None) -> str:

@@ -209,11 +209,34 @@ def test_every_datasource_is_provisioned() -> None:
 def test_retrain_annotations() -> None:
     for uid in ("tagwatch-retraining", "tagwatch-model-drift"):
         board = load(next(name for name, u in UIDS.items() if u == uid))
-        exprs = {a["name"]: a["expr"] for a in board["annotations"]["list"]}
+        exprs = {a["name"]: a["expr"] for a in board["annotations"]["list"] if "expr" in a}
         assert exprs == {
             "Promotions": 'increase(tagwatch_retrains_total{result="promoted"}[2m]) > 0',
             "Rejections": 'increase(tagwatch_retrains_total{result="rejected"}[2m]) > 0',
         }
+
+
+# FROM and JOIN clauses of a query: the tables (and subqueries) it reads.
+_READS = re.compile(r"\b(?:FROM|JOIN)\s+([A-Za-z_][A-Za-z0-9_.]*|\()", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", UIDS)
+def test_champion_moves_annotation(name: str) -> None:
+    board = load(name)
+    [annotation] = [a for a in board["annotations"]["list"] if a["name"] == "Champion moves"]
+    assert annotation["datasource"] == {"type": "grafana-postgresql-datasource", "uid": "tagwatch-postgres"}
+    assert (annotation["enable"], annotation["hide"]) == (True, False)
+    target = annotation["target"]
+    assert target["datasource"] == annotation["datasource"]
+    assert (target["format"], target["rawQuery"], target["refId"]) == ("table", True, "Anno")
+    query = target["rawSql"]
+    # Grafana's annotation columns, the dashboard's time range, the champion's moves only, from alias_moves only.
+    for column in ("AS time", "AS text", "AS tags"):
+        assert column in query
+    assert "$__timeFilter(m.moved_at)" in query
+    assert "m.alias = 'champion'" in query
+    assert {found.lower() for found in _READS.findall(query)} == {"alias_moves"}
+    assert not re.search(r"\b(INSERT|UPDATE|DELETE|DROP|ALTER|CREATE|GRANT|COPY)\b", query, re.IGNORECASE)
 
 
 def test_report_columns_link_to_the_reports() -> None:
@@ -239,7 +262,7 @@ def test_dashboard_queries_are_concrete_promql() -> None:
     queries = build.dashboard_queries()
     exprs = [expr for _, _, expr in queries]
     committed = [t["expr"] for _, board in boards() for p in data_panels(board) for t in p["targets"] if "expr" in t]
-    annotations = [a["expr"] for _, board in boards() for a in board["annotations"]["list"]]
+    annotations = [a["expr"] for _, board in boards() for a in board["annotations"]["list"] if "expr" in a]
     assert len(queries) == len(committed) + len(annotations)
     assert {uid for uid, _, _ in queries} == set(UIDS.values())
     for uid, title, expr in queries:
@@ -247,6 +270,20 @@ def test_dashboard_queries_are_concrete_promql() -> None:
     assert any("$__rate_interval" in e for e in committed)
     assert any("$__range" in e for e in committed)
     assert "sum by (result) (increase(tagwatch_retrains_total[1h]))" in exprs
+
+
+def test_sql_macros_are_expanded_as_grafana_does() -> None:
+    since, until = datetime(2026, 11, 25, 6, tzinfo=UTC), datetime(2026, 11, 25, 12, 30, 5, 999, tzinfo=UTC)
+    assert build.substitute_sql("WHERE a = 1 AND $__timeFilter( m.moved_at )", since=since, until=until) == (
+        "WHERE a = 1 AND m.moved_at BETWEEN '2026-11-25T06:00:00Z' AND '2026-11-25T12:30:05Z'"
+    )
+    queries = build.sql_queries(since=since, until=until)
+    assert {title for _, title, _ in queries} == {"Latest drift runs", "Retrains", "annotation: Champion moves"}
+    assert {uid for uid, title, _ in queries if title == "annotation: Champion moves"} == set(UIDS.values())
+    for uid, title, query in queries:
+        assert "$" not in query, (uid, title)
+    with pytest.raises(ValueError, match="naive"):
+        build.sql_queries(since=datetime(2026, 1, 1), until=until)
 
 
 def test_substitute_replaces_grafana_variables() -> None:
@@ -304,8 +341,9 @@ def test_datasource_provisioning() -> None:
     assert [d["uid"] for d in config["datasources"] if d.get("isDefault")] == ["tagwatch-prometheus"]
     assert postgres["type"] == "grafana-postgresql-datasource"
     assert postgres["url"] == "postgres:5432"
-    assert postgres["user"] == "${POSTGRES_USER}"
-    assert postgres["secureJsonData"] == {"password": "${POSTGRES_PASSWORD}"}
+    # The read-only role of tagwatch.roles (SELECT on the tables the dashboards read), not the owner.
+    assert postgres["user"] == "tagwatch_grafana"
+    assert postgres["secureJsonData"] == {"password": "${TAGWATCH_GRAFANA_DB_PASSWORD}"}
     assert postgres["jsonData"]["database"] == "tagwatch"
     assert postgres["jsonData"]["sslmode"] == "disable"
     # The dashboards refer to them by uid and type.
@@ -378,11 +416,53 @@ def test_sql_queries_run_on_the_migrated_schema(postgres_url: str) -> None:
         )
         session.commit()
 
+    from tagwatch.history import record_move
+
+    for minutes, alias, old, new, trigger, actor in (
+        (-90, "champion", None, "1", "init", "cli:alice"),  # before the time range
+        (5, "challenger", None, "4", "concept", "monitor"),
+        (12, "previous", "2", "3", "concept", "monitor"),
+        (12, "champion", "3", "4", "concept", "monitor"),
+        (40, "champion", "4", "3", "rollback", "cli:bob"),
+    ):
+        at = t0 + timedelta(minutes=minutes)
+        record_move(
+            engine,
+            model_name="tagwatch",
+            alias=alias,
+            from_version=old,
+            to_version=new,
+            trigger=trigger,
+            actor=actor,
+            at=at,
+        )
+
     results = {}
+    relations: dict[str, set[str]] = {}
     with engine.connect() as conn:
-        for _, title, query in build.sql_queries():
+        for _, title, query in build.sql_queries(since=t0 - timedelta(hours=1), until=t0 + timedelta(hours=1)):
             results[title] = [dict(row) for row in conn.exec_driver_sql(query).mappings()]
+            plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {query}").scalar_one()
+            relations[title] = set(_relation_names(plan))
     engine.dispose()
+
+    assert relations == {
+        "Latest drift runs": {"drift_runs"},
+        "Retrains": {"drift_runs"},
+        "annotation: Champion moves": {"alias_moves"},
+    }
+    # Grafana's read-only role may read every one of them.
+    from tagwatch.roles import REQUEST_LOG_GRANTS
+
+    readable = {table for table, grants in REQUEST_LOG_GRANTS.items() if "SELECT" in grants.get("grafana", ())}
+    assert set().union(*relations.values()) <= readable
+    moves = results["annotation: Champion moves"]
+    assert [m["time"] for m in moves] == [t0 + timedelta(minutes=12), t0 + timedelta(minutes=40)]
+    assert [m["text"] for m in moves] == [
+        "champion 3 \u2192 4 (concept, monitor)",
+        "champion 4 \u2192 3 (rollback, cli:bob)",
+    ]
+    assert {m["tags"] for m in moves} == {"champion,tagwatch"}
 
     runs = results["Latest drift runs"]
     assert [r["Status"] for r in runs] == ["skipped", "ok", "ok", "failed"]
@@ -410,3 +490,15 @@ def test_sql_queries_run_on_the_migrated_schema(postgres_url: str) -> None:
     assert (older["Champion F1"], older["Challenger F1"], older["Hold-out"]) == (0.41, 0.55, 250)
     assert older["Seconds"] == pytest.approx(12.5)
     assert older["Why"] == "micro-F1 0.550 > 0.410 + 0.01"
+
+
+def _relation_names(node: Any) -> Iterator[str]:
+    """Every table an EXPLAIN (FORMAT JSON) plan reads."""
+    if isinstance(node, dict):
+        if "Relation Name" in node:
+            yield node["Relation Name"]
+        for value in node.values():
+            yield from _relation_names(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _relation_names(item)

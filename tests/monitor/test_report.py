@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +12,9 @@ import pytest
 from monitor.detect import Baseline, DriftInput, DriftResult, detect_drift, prepare
 from monitor.report import INDEX_NAME, RunEntry, report_filename, write_index, write_report
 from tagwatch.data import Question
+from tagwatch.history import AliasMoveRecord
 from tagwatch.model import TagModel
+from tagwatch.settings import Settings
 from tests.support import unseen_questions
 
 BASELINE = Baseline(micro_f1=0.5, samples_jaccard=0.4)
@@ -118,3 +121,72 @@ def test_report_filename() -> None:
     assert report_filename(at) == "drift-20240501T143005.000123Z.html"
     with pytest.raises(ValueError, match="timezone"):
         report_filename(datetime(2024, 5, 1))
+
+
+# --- the model history section -------------------------------------------------------------------------------
+
+HOSTILE = "</td></table><script>alert(1)</script><img src=x onerror=alert(2)>\"'&<!--"
+
+
+def _move(i: int, alias: str, old: str | None, new: str | None, trigger: str, actor: str) -> AliasMoveRecord:
+    at = datetime(2024, 5, 1, 12, 0, tzinfo=UTC) + timedelta(hours=i)
+    return AliasMoveRecord(i, at, "tagwatch", alias, old, new, trigger, actor)
+
+
+def test_index_shows_the_champion_history_escaped(tmp_path: Path) -> None:
+    moves = [
+        _move(1, "champion", None, "1", "init", "cli:alice"),
+        _move(2, "challenger", None, "2", "drift: data", "monitor"),
+        _move(3, "previous", None, "1", "drift: data", "monitor"),
+        _move(4, "champion", "1", "2", HOSTILE, "key" + HOSTILE),
+        _move(5, "champion", "2", "1", "rollback", "cli:bob"),
+    ]
+    page = write_index([], tmp_path, moves=moves).read_text(encoding="utf-8")
+    section = page.split("<b>Model history</b>", 1)[1].split("drift runs", 1)[0]
+    assert "3 champion move(s), newest first" in section
+    rows = re.findall(r"<tr>(.*?)</tr>", section.split("<tbody>", 1)[1], flags=re.S)
+    cells = [re.findall(r"<td>(.*?)</td>", row, flags=re.S) for row in rows]
+    escaped = html.escape(HOSTILE, quote=True)
+    assert cells == [
+        ["2024-05-01 17:00:00 UTC", "2 → 1", "rollback", "cli:bob"],
+        ["2024-05-01 16:00:00 UTC", "1 → 2", escaped, "key" + escaped],
+        ["2024-05-01 13:00:00 UTC", "- → 1", "init", "cli:alice"],
+    ]
+    # Only the champion's moves; nothing of the hostile strings became markup.
+    assert "challenger" not in section
+    for raw in ("<script", "<img", "<!--", "</table><script"):
+        assert raw not in page
+    assert page.count("<table>") == 2  # the history and the runs
+
+
+def test_index_history_when_there_is_none(tmp_path: Path) -> None:
+    page = write_index([], tmp_path, moves=[]).read_text(encoding="utf-8")
+    assert "<b>Model history</b>: no champion move recorded yet." in page
+    assert page.count("<tr>") == 1  # the runs' header only
+    assert "Model history" not in write_index([], tmp_path).read_text(encoding="utf-8")
+
+
+def test_monitor_index_lists_the_recorded_champion_moves(settings: Settings, sqlite_url: str) -> None:
+    from monitor.job import Monitor
+    from tagwatch.db import make_engine, upgrade_database
+    from tagwatch.history import record_move
+
+    upgrade_database(sqlite_url)
+    engine = make_engine(sqlite_url)
+    try:
+        for model_name, alias, new in (
+            ("tagwatch", "champion", "1"),
+            ("other", "champion", "9"),
+            ("tagwatch", "previous", "1"),
+        ):
+            record_move(
+                engine, model_name=model_name, alias=alias, from_version=None, to_version=new, trigger="init", actor="x"
+            )
+        monitor = Monitor(settings, engine=engine, registry=None)
+        monitor._write_index()
+    finally:
+        engine.dispose()
+    page = (settings.reports_dir / INDEX_NAME).read_text(encoding="utf-8")
+    assert "1 champion move(s)" in page
+    assert "- → 1" in page
+    assert "→ 9" not in page

@@ -487,3 +487,198 @@ def test_a_real_tag_model_round_trips(store: Store, small_model: TagModel, small
     assert loaded.predict(sample) == small_model.predict(sample)
     assert registry.version_info(version).params == json.loads(json.dumps(small_model.params))
     assert registry.load_reference(version) == small_training_set[:200]
+
+
+# --- the journal of alias moves, check_artifacts, rollback ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Move:
+    alias: str
+    from_version: str | None
+    to_version: str | None
+    trigger: str
+    actor: str
+
+
+class ListJournal:
+    """A journal that keeps its records in a list (the real one, tagwatch.history.Journal, is tested there)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.moves: list[Move] = []
+        self.model_names: set[str] = set()
+        self.fail = fail
+
+    def record(
+        self,
+        *,
+        model_name: str,
+        alias: str,
+        from_version: str | None,
+        to_version: str | None,
+        trigger: str,
+        actor: str,
+    ) -> None:
+        if self.fail:
+            raise OSError("the request-log database is down")
+        self.model_names.add(model_name)
+        self.moves.append(Move(alias, from_version, to_version, trigger, actor))
+
+
+def _journaled(store: Store, model_name: str, journal: ListJournal, actor: str = "cli:tester") -> Registry:
+    return Registry(
+        store.tracking_uri,
+        store.artifacts_dir,
+        model_name,
+        model_loader=TinyModel.load,
+        journal=journal,
+        actor=actor,
+    )
+
+
+def test_the_journal_records_every_alias_move_with_trigger_and_actor(store: Store, registry: Registry) -> None:
+    journal = ListJournal()
+    journaled = _journaled(store, registry.model_name, journal)
+    versions = [_register(journaled, seed=i)[1] for i in range(3)]
+    v1, v2, v3 = versions
+    assert journal.moves == []  # registering moves no alias
+
+    journaled.promote(v1, trigger="init")
+    journaled.set_alias(CHALLENGER, v2, trigger="drift: data, concept", actor="monitor")
+    journaled.promote(v2, trigger="drift: data, concept", actor="monitor")
+    journaled.promote(v2, trigger="again", actor="monitor")  # already champion: not a move
+    journaled.set_alias(CHALLENGER, v2, trigger="same", actor="monitor")  # same version: not a move
+    # Positional, as retrain() calls them: the default trigger and the registry's actor.
+    journaled.set_alias(CHALLENGER, v3)
+    journaled.promote(v3)
+    journaled.delete_alias(CHALLENGER, trigger="cleanup")
+    journaled.delete_alias(CHALLENGER, trigger="cleanup")  # not set: not a move
+
+    assert journal.moves == [
+        Move(CHAMPION, None, v1, "init", "cli:tester"),
+        Move(CHALLENGER, None, v2, "drift: data, concept", "monitor"),
+        Move(PREVIOUS, None, v1, "drift: data, concept", "monitor"),
+        Move(CHAMPION, v1, v2, "drift: data, concept", "monitor"),
+        Move(CHALLENGER, v2, v3, "manual", "cli:tester"),
+        Move(PREVIOUS, v1, v2, "manual", "cli:tester"),
+        Move(CHAMPION, v2, v3, "manual", "cli:tester"),
+        Move(CHALLENGER, v3, None, "cleanup", "cli:tester"),
+    ]
+    assert journal.model_names == {registry.model_name}
+    assert (journaled.champion_version(), journaled.get_alias(PREVIOUS), journaled.get_alias(CHALLENGER)) == (
+        v3,
+        v2,
+        None,
+    )
+
+
+def test_a_failed_alias_write_records_nothing(store: Store, registry: Registry) -> None:
+    journal = ListJournal()
+    journaled = _journaled(store, registry.model_name, journal)
+    _, v1 = _register(journaled)
+    with pytest.raises(VersionNotFoundError):
+        journaled.set_alias(CHALLENGER, "42")
+    with pytest.raises(VersionNotFoundError):
+        journaled.promote("42")
+    with pytest.raises(ValueError, match="reserved"):
+        journaled.set_alias("latest", v1)
+    assert journal.moves == []
+
+
+def test_a_failing_journal_leaves_the_move_and_logs_an_error(
+    store: Store, registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    journaled = _journaled(store, registry.model_name, ListJournal(fail=True))
+    _, v1 = _register(journaled)
+    with caplog.at_level("ERROR", logger="tagwatch.registry"):
+        journaled.promote(v1, trigger="init", actor="cli:tester")
+    assert journaled.champion_version() == v1
+    [message] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert f"alias champion moved None -> {v1} (init, by cli:tester) but the move could not be recorded" in message
+
+
+def test_check_artifacts_names_what_is_missing(registry: Registry) -> None:
+    _, version = _register(registry)
+    registry.check_artifacts(version)  # all there
+    with pytest.raises(VersionNotFoundError):
+        registry.check_artifacts("42")
+    source = Path(registry.version_info(version).source.removeprefix("file://"))
+    (source.parent / "tagwatch" / "lineage.json").unlink()
+    with pytest.raises(RegistryError, match=r"artifacts missing: .*lineage\.json") as missing_meta:
+        registry.check_artifacts(version)
+    assert "model directory" not in str(missing_meta.value)
+    for item in source.iterdir():
+        item.unlink()
+    with pytest.raises(RegistryError, match=r"the model files in .* \(the directory is empty\)"):
+        registry.check_artifacts(version)
+    source.rmdir()
+    with pytest.raises(RegistryError, match=r"model directory .*, .*lineage\.json"):
+        registry.check_artifacts(version)
+
+
+def _three_promotions(registry: Registry) -> list[str]:
+    versions = []
+    for seed in range(3):
+        _, version = _register(registry, seed=seed)
+        registry.promote(version, trigger="drift: data", actor="monitor")
+        versions.append(version)
+    return versions
+
+
+def test_rollback_to_restores_the_first_of_three_promotions(store: Store, registry: Registry) -> None:
+    from retrain.promote import rollback
+
+    journal = ListJournal()
+    journaled = _journaled(store, registry.model_name, journal)
+    v1, v2, v3 = _three_promotions(journaled)
+    assert (journaled.champion_version(), journaled.get_alias(PREVIOUS)) == (v3, v2)
+    del journal.moves[:]
+
+    assert rollback(journaled, v1, actor="cli:alice") == (v3, v1)
+    assert (journaled.champion_version(), journaled.get_alias(PREVIOUS)) == (v1, v3)
+    assert journal.moves == [
+        Move(PREVIOUS, v2, v3, "rollback", "cli:alice"),
+        Move(CHAMPION, v3, v1, "rollback", "cli:alice"),
+    ]
+    loaded = journaled.load_champion()
+    assert loaded is not None
+    assert loaded.version == v1
+
+    # The current champion: nothing moves, nothing is recorded.
+    assert rollback(journaled, int(v1), actor="cli:alice") == (v1, v1)
+    assert len(journal.moves) == 2
+    # Without --to: one step back, as before.
+    assert rollback(journaled) == (v1, v3)
+    assert (journaled.champion_version(), journaled.get_alias(PREVIOUS)) == (v3, v1)
+    assert journal.moves[-1] == Move(CHAMPION, v1, v3, "rollback", "cli:tester")
+
+
+def test_rollback_refuses_a_version_whose_artifacts_are_gone_before_moving_anything(
+    store: Store, registry: Registry
+) -> None:
+    from retrain.promote import rollback
+
+    journal = ListJournal()
+    journaled = _journaled(store, registry.model_name, journal)
+    v1, v2, v3 = _three_promotions(journaled)
+    recorded = list(journal.moves)
+    source = Path(journaled.version_info(v1).source.removeprefix("file://"))
+    for item in source.iterdir():
+        item.unlink()
+    source.rmdir()
+
+    with pytest.raises(RegistryError, match=rf"version {v1}: artifacts missing: model directory"):
+        rollback(journaled, v1)
+    with pytest.raises(VersionNotFoundError, match="no version 42"):
+        rollback(journaled, "42")
+    with pytest.raises(ValueError, match="positive integer"):
+        rollback(journaled, "v1")
+    assert (journaled.champion_version(), journaled.get_alias(PREVIOUS)) == (v3, v2)
+    assert journal.moves == recorded
+
+    # Plain rollback checks ``previous`` the same way.
+    (Path(journaled.version_info(v2).source.removeprefix("file://")).parent / "tagwatch" / "reference.csv.gz").unlink()
+    with pytest.raises(RegistryError, match=r"reference\.csv\.gz"):
+        rollback(journaled)
+    assert (journaled.champion_version(), journaled.get_alias(PREVIOUS)) == (v3, v2)
+    assert journal.moves == recorded
