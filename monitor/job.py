@@ -3,11 +3,21 @@
 window -> detect (monitor.detect) -> HTML report (monitor.report) -> drift_runs row -> gauges -> policy
 (monitor.policy) -> maybe a retrain (retrain.promote). ``Monitor`` keeps what does not change between runs of one
 champion (the loaded model, its prepared reference) and reloads it when the champion alias moves.
+
+One run at a time across processes (``tagwatch.locks``): a run holds the drift-run lock from start to end (a run
+that finds it held is skipped and writes no row), and its retrain also holds the promotion lock (held by a manual
+retrain, promotion or rollback: the retrain is not started). Its drift_runs row is written when the run starts
+(status ``running``), again when a retrain starts (retrain result ``running``) and at the end. A row still
+``running`` when the next run holds the lock belongs to a process that died: it is marked failed, its retrain
+``interrupted``, and that retrain counts for the cool-down like any other, so a crash does not start it again at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,17 +31,26 @@ from monitor.metrics import KINDS, MonitorMetrics
 from monitor.policy import Policy, WindowVerdict, decide
 from tagwatch.data import Question
 from tagwatch.db import DriftRun, LoggedRequest, fetch_requests
+from tagwatch.locks import DRIFT_RUN, PROMOTION, hold
 from tagwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
 HISTORY_RUNS = 50
 
+# drift_runs.status of a run in progress, and retrain["result"] of its retrain in progress.
+RUNNING = "running"
+# retrain["result"] of a retrain whose process ended before it finished (noticed by the next run).
+INTERRUPTED = "interrupted"
+INTERRUPTED_ERROR = "interrupted: the process ended during the run"
+LOCK_BUSY_REASON = "another monitor run is in progress (lock held)"
+PROMOTION_BUSY_REASON = "a retrain is already running elsewhere (promotion lock held): not started"
+
 
 @dataclass
 class RunOutcome:
-    id: int | None
-    status: str  # ok | skipped | failed
+    id: int | None  # None: no drift_runs row (the drift-run lock was held elsewhere, or the row could not be stored)
+    status: str  # running (until it ends) | ok | skipped | failed
     started_at: datetime
     model_version: str | None
     summary: dict[str, Any] | None = None
@@ -109,6 +128,10 @@ def retrain_config_from(settings: Settings) -> Any:
         reference_size=settings.retrain_reference_size,
         min_improvement=settings.promotion_min_improvement,
         max_tag_regression=settings.promotion_max_tag_regression,
+        guard_tolerance=settings.promotion_guard_tolerance,
+        guard_max_tag_drop=settings.promotion_guard_max_tag_drop,
+        confident_score=settings.feedback_confident_score,
+        suspect_contradiction=settings.feedback_suspect_contradiction,
     )
 
 
@@ -122,6 +145,15 @@ def as_question(row: LoggedRequest) -> Question:
         body_format=row.body_format or "none",
         tags=tuple(row.feedback_tags or ()),
     )
+
+
+def feedback_sources(rows: list[LoggedRequest]) -> dict[str, int]:
+    """How many of the labelled requests each API key labelled ("(open)": feedback sent while keys were off)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        name = r.feedback_key or "(open)"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 @dataclass
@@ -202,17 +234,52 @@ class Monitor:
             retrain_trigger=(run.retrain or {}).get("trigger"),
         )
 
+    @staticmethod
+    def _is_window(run: DriftRun) -> bool:
+        """Whether a stored run is one of the policy's windows: a run that ended well, or a failed one that had started
+        a retrain (interrupted by the end of its process, or raising): the cool-down and the follow-ups must count
+        that retrain, or a crash during it would start it again at once (a crash loop)."""
+        return run.status == "ok" or (run.status == "failed" and run.retrain_triggered)
+
     # --- the run --------------------------------------------------------------------------------------------
     def run_once(self, *, now: datetime | None = None, allow_retrain: bool = True) -> RunOutcome:
-        with self._lock:
-            return self._run(now or datetime.now(UTC), allow_retrain=allow_retrain)
+        """One run, holding the drift-run lock. Callers in this process wait for each other; when another process
+        holds the lock the run is skipped at once (status ``skipped``, no drift_runs row)."""
+        with self._lock, contextlib.ExitStack() as stack:
+            try:
+                held = stack.enter_context(hold(self.engine, DRIFT_RUN, model_name=self.settings.model_name))
+            except Exception as exc:  # the database is unreachable: so is everything a run needs
+                log.exception("monitor run failed: could not take the drift-run lock")
+                return self._unrecorded(
+                    now or datetime.now(UTC), "failed", error=f"drift-run lock: {type(exc).__name__}: {exc}"
+                )
+            # The run starts once it holds the lock: started_at orders runs of every process.
+            at = now or datetime.now(UTC)
+            if not held:
+                return self._unrecorded(at, "skipped", reason=LOCK_BUSY_REASON)
+            return self._run(at, allow_retrain=allow_retrain)
+
+    def _unrecorded(
+        self, at: datetime, status: str, *, reason: str | None = None, error: str | None = None
+    ) -> RunOutcome:
+        """A run that did not get the drift-run lock: counted and logged, but no drift_runs row."""
+        outcome = RunOutcome(id=None, status=status, started_at=at, model_version=None, error=error)
+        if reason is not None:
+            outcome.reasons = [reason]
+        self.metrics.runs.labels(status).inc()
+        log.info("monitor run not started: %s", reason or error)
+        return outcome
 
     def _run(self, now: datetime, *, allow_retrain: bool) -> RunOutcome:
         started = time.perf_counter()
-        version = self.registry.champion_version()
-        outcome = RunOutcome(id=None, status="skipped", started_at=now, model_version=version)
+        outcome = RunOutcome(id=None, status=RUNNING, started_at=now, model_version=None)
+        rows: list[LoggedRequest] | None = None
         try:
+            self._mark_interrupted()
+            self._store(outcome)  # the run's row, "running" until the run ends
+            version = outcome.model_version = self.registry.champion_version()
             if version is None:
+                outcome.status = "skipped"
                 outcome.reasons = ["no champion in the registry"]
                 return self._finish(outcome, started)
             champion = self._load_champion(version)
@@ -221,10 +288,11 @@ class Monitor:
                 self.engine, since=since, until=now + timedelta(microseconds=1), limit=self.settings.window_size
             )
             if len(rows) < self.settings.min_window:
+                outcome.status = "skipped"
                 outcome.reasons = [f"window too small: {len(rows)} < {self.settings.min_window} requests"]
                 return self._finish(outcome, started, window=rows)
             outcome.summary, outcome.report_path = self._detect(champion, rows, now)
-            history = [self._verdict(r) for r in self.history() if r.status == "ok"]
+            history = [self._verdict(r) for r in self.history() if r.id != outcome.id and self._is_window(r)]
             current = WindowVerdict(
                 at=now,
                 model_version=version,
@@ -245,20 +313,101 @@ class Monitor:
                 last_retrain_at=last_retrain,
                 labelled_available=len(labelled),
             )
-            outcome.status = "ok"
             outcome.confirmed = decision.confirmed
             outcome.reasons = decision.reasons
             if decision.retrain and not (allow_retrain and self.retrain_enabled):
                 outcome.reasons.append("auto-retrain is off: not started")
             elif decision.retrain:
-                outcome.retrain_triggered = True
-                outcome.retrain = self._retrain(labelled, trigger=decision.trigger or "drift")
+                self._start_retrain(outcome, labelled, rows, version=version, trigger=decision.trigger or "drift")
+            outcome.status = "ok"
             return self._finish(outcome, started, window=rows)
         except Exception as exc:
             log.exception("monitor run failed")
             outcome.status = "failed"
             outcome.error = f"{type(exc).__name__}: {exc}"
-            return self._finish(outcome, started)
+            return self._finish(outcome, started, window=rows)
+
+    def _mark_interrupted(self) -> None:
+        """Mark the rows still ``running`` as failed, and their retrain (if one was running) as interrupted.
+
+        Only a run holding the drift-run lock calls this, so no run of any process is in progress: such a row is left
+        by a process that ended during its run (killed, out of memory, the machine went down).
+        """
+        with Session(self.engine) as session:
+            stale = session.scalars(select(DriftRun).where(DriftRun.status == RUNNING)).all()
+            if not stale:
+                return
+            noticed = datetime.now(UTC).isoformat()
+            retrains = 0
+            for row in stale:
+                row.status = "failed"
+                row.error = INTERRUPTED_ERROR
+                if row.retrain is not None and row.retrain.get("result") == RUNNING:
+                    retrains += 1
+                    row.retrain = {
+                        **row.retrain,
+                        "result": INTERRUPTED,
+                        "error": "interrupted: the process ended during the retrain",
+                        "noticed_at": noticed,
+                        "champion_version_when_noticed": self._champion_or_none(),
+                    }
+                log.warning(
+                    "drift run %s (started %s) was interrupted%s: marked failed",
+                    row.id,
+                    row.started_at.isoformat(),
+                    " during its retrain" if row.retrain_triggered else "",
+                )
+            session.commit()
+        # An interrupted retrain is a failed one for the metrics (and TagwatchRetrainFailed).
+        for _ in range(retrains):
+            self.metrics.retrains.labels("failed").inc()
+
+    def _champion_or_none(self) -> str | None:
+        try:
+            version: str | None = self.registry.champion_version()
+        except Exception:
+            log.exception("could not read the champion")
+            return None
+        return version
+
+    def _start_retrain(
+        self,
+        outcome: RunOutcome,
+        labelled: list[LoggedRequest],
+        window: list[LoggedRequest],
+        *,
+        version: str,
+        trigger: str,
+    ) -> None:
+        """The retrain the policy decided, holding the promotion lock: not started when someone else holds it (a
+        manual retrain, promotion or rollback) or when the champion moved since this run measured against it."""
+        with hold(self.engine, PROMOTION, model_name=self.settings.model_name) as held:
+            if not held:
+                outcome.reasons.append(PROMOTION_BUSY_REASON)
+                return
+            current = self.registry.champion_version()
+            if current != version:
+                outcome.reasons.append(f"the champion moved during the run ({version} -> {current}): not started")
+                return
+            started_at = datetime.now(UTC).isoformat()
+            outcome.retrain_triggered = True
+            outcome.retrain = {
+                "result": RUNNING,
+                "trigger": trigger,
+                "started_at": started_at,
+                "parent_version": version,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            }
+            # The "retrain started" row: what a process that dies from here on leaves behind.
+            self._store(outcome, window)
+            try:
+                result = self._retrain(labelled, trigger=trigger)
+            except Exception as exc:
+                outcome.retrain = {**outcome.retrain, "result": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                self.metrics.retrains.labels("failed").inc()
+                raise
+            outcome.retrain = {**result, "started_at": started_at}
 
     def _detect(self, champion: _Champion, rows: list[LoggedRequest], now: datetime) -> tuple[dict[str, Any], str]:
         from monitor.detect import DriftInput, detect_drift
@@ -286,6 +435,7 @@ class Monitor:
             max_tags=self.settings.max_tags,
             seed=self.settings.seed,
             trigger=trigger,
+            feedback_sources=feedback_sources(labelled),
         )
         self.metrics.retrains.labels(outcome.result).inc()
         self.metrics.retrain_duration.observe(time.perf_counter() - start)
@@ -314,36 +464,54 @@ class Monitor:
         m.window_questions.labels("all").set(sizes.get("current", 0))
         m.window_questions.labels("labelled").set(sizes.get("feedback", 0))
 
-    def _finish(self, outcome: RunOutcome, started: float, *, window: list[LoggedRequest] | None = None) -> RunOutcome:
+    @staticmethod
+    def _row_values(outcome: RunOutcome, window: list[LoggedRequest] | None) -> dict[str, Any]:
         kinds = (outcome.summary or {}).get("kinds", {})
-        row = DriftRun(
-            started_at=outcome.started_at,
-            finished_at=datetime.now(UTC),
-            status=outcome.status,
-            model_version=outcome.model_version,
-            window_since=window[0].created_at if window else None,
-            window_until=window[-1].created_at if window else None,
-            n_current=len(window or []),
-            n_labelled=sum(1 for r in window or [] if r.feedback_tags is not None),
-            confirmed=outcome.confirmed or dict.fromkeys(KINDS, False),
-            retrain_triggered=outcome.retrain_triggered,
-            reasons=outcome.reasons,
-            retrain=outcome.retrain,
-            report_path=outcome.report_path,
-            summary=outcome.summary,
-            error=outcome.error,
+        return {
+            "started_at": outcome.started_at,
+            "finished_at": None if outcome.status == RUNNING else datetime.now(UTC),
+            "status": outcome.status,
+            "model_version": outcome.model_version,
+            "window_since": window[0].created_at if window else None,
+            "window_until": window[-1].created_at if window else None,
+            "n_current": len(window or []),
+            "n_labelled": sum(1 for r in window or [] if r.feedback_tags is not None),
+            "confirmed": dict(outcome.confirmed or dict.fromkeys(KINDS, False)),
+            "retrain_triggered": outcome.retrain_triggered,
+            "reasons": list(outcome.reasons),
+            "retrain": dict(outcome.retrain) if outcome.retrain is not None else None,
+            "report_path": outcome.report_path,
+            "summary": outcome.summary,
+            "error": outcome.error,
             **{
                 f"{k}_{f}": kinds.get(k, {}).get(f, False if f == "detected" else None)
                 for k in KINDS
                 for f in ("score", "threshold", "detected")
             },
-        )
-        try:
-            with Session(self.engine) as session:
+        }
+
+    def _store(self, outcome: RunOutcome, window: list[LoggedRequest] | None = None) -> None:
+        """Write the run's drift_runs row as it stands (committed): inserted the first time, then updated."""
+        values = self._row_values(outcome, window)
+        with Session(self.engine) as session:
+            if outcome.id is None:
+                row = DriftRun(**values)
                 session.add(row)
                 session.commit()
                 outcome.id = row.id
+                return
+            stored = session.get(DriftRun, outcome.id)
+            if stored is None:
+                raise LookupError(f"drift run {outcome.id} is no longer in the database")
+            for name, value in values.items():
+                setattr(stored, name, value)
+            session.commit()
+
+    def _finish(self, outcome: RunOutcome, started: float, *, window: list[LoggedRequest] | None = None) -> RunOutcome:
+        try:
+            self._store(outcome, window)
         except Exception:
+            # A row left "running" is marked failed (interrupted) by the next run.
             log.exception("could not store the drift run")
             outcome.status = "failed"
         for kind in KINDS:
@@ -370,4 +538,12 @@ class Monitor:
             entries.append(
                 RunEntry(started_at=run.started_at, result=run.summary, report=run.report_path, decision=decision)
             )
-        write_index(entries, self.settings.reports_dir)
+        from tagwatch.history import list_moves
+        from tagwatch.registry import CHAMPION
+
+        try:
+            moves = list_moves(self.engine, model_name=self.settings.model_name, alias=CHAMPION, limit=500)
+        except Exception:  # the history is extra: without it (say, a schema before 0003) the index is still written
+            log.exception("could not read the model history for the reports index")
+            moves = []
+        write_index(entries, self.settings.reports_dir, moves=moves)

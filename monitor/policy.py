@@ -16,7 +16,8 @@ KINDS: tuple[str, ...] = ("data", "concept", "feature")
 class Policy:
     # A kind counts as drifted only after this many consecutive windows (with enough data) detected it.
     confirmations: int = 2
-    # After a retrain (promoted or not), wait this many windows and this long before the next one.
+    # After a retrain (promoted or not, interrupted by the end of its process included), wait this many windows and
+    # this long before the next one.
     cooldown_windows: int = 3
     cooldown_seconds: float = 0.0
     # Which confirmed kinds may trigger a retrain.
@@ -40,7 +41,9 @@ class WindowVerdict:
     detected: Mapping[str, bool]
     enough_data: Mapping[str, bool]
     retrain_started: bool = False
-    # What the retrain started in this window did (promoted, rejected, failed) and why it ran (drift, follow-up).
+    # What the retrain started in this window did (promoted, rejected, held, failed, or interrupted: its process ended
+    # during it) and why it ran (drift, follow-up). Only "promoted" starts follow-ups; every result counts for the
+    # cool-down.
     retrain_result: str | None = None
     retrain_trigger: str | None = None
 
@@ -49,8 +52,9 @@ FOLLOW_UP = "follow-up"
 
 
 def retrain_label(result: str, challenger_version: str | None, trigger: str | None) -> str:
-    """A retrain in one short phrase for timelines: ``promoted v3``, ``rejected v4 (follow-up)``."""
-    return f"{result} v{challenger_version}" + (f" ({FOLLOW_UP})" if trigger == FOLLOW_UP else "")
+    """A retrain in one short phrase for timelines: ``promoted v3``, ``rejected v4 (follow-up)``, ``held``."""
+    version = f" v{challenger_version}" if challenger_version is not None else ""
+    return f"{result}{version}" + (f" ({FOLLOW_UP})" if trigger == FOLLOW_UP else "")
 
 
 @dataclass(frozen=True)

@@ -15,21 +15,27 @@ log = logging.getLogger(__name__)
 
 def build_monitor(settings: Settings, *, metrics: MonitorMetrics | None = None) -> Monitor:
     from tagwatch.db import make_engine, upgrade_database
-    from tagwatch.registry import Registry
+    from tagwatch.registry import registry_for
 
     if settings.auto_migrate:
         upgrade_database(settings.db_url)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
     return Monitor(
         settings,
-        engine=make_engine(settings.db_url),
-        registry=Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name),
+        engine=engine,
+        # Its alias moves (promotions after a retrain) are recorded in alias_moves as "monitor".
+        registry=registry_for(settings, actor="monitor", engine=engine),
         metrics=metrics,
     )
 
 
 def start_scheduler(monitor: Monitor, *, interval_seconds: float, background: bool, first_run_now: bool = True) -> Any:
-    """Run ``monitor.run_once`` every ``interval_seconds`` (never two at once; missed runs are merged)."""
+    """Run ``monitor.run_once`` every ``interval_seconds`` (never two at once; missed runs are merged).
+
+    Across processes too: each run holds the drift-run lock (``tagwatch.locks``), so a second monitor, or a
+    ``tagwatch drift-check``, skips its run while one is in progress instead of measuring and retraining beside it.
+    """
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
 

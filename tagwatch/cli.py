@@ -181,10 +181,16 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.auth import ProductionConfigError
 
+    try:
+        api = create_app(get_settings())
+    except ProductionConfigError as exc:
+        typer.echo(f"tagwatch: invalid setting: {exc}", err=True)
+        raise typer.Exit(2) from None
     # In-flight requests get 5 s after SIGTERM; then the lifespan drains the request log (TAGWATCH_LOG_DRAIN_SECONDS).
     uvicorn.run(
-        create_app(get_settings()),
+        api,
         host=host,
         port=port,
         log_level="info",
@@ -212,6 +218,17 @@ def replay(
     feedback_delay: Annotated[float, typer.Option(min=0.0, help="Seconds between an answer and its feedback.")] = 1.0,
     max_seconds: Annotated[float | None, typer.Option(min=1.0, help="Stop sending after this long.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for --shuffle and the feedback share.")] = 0,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            envvar="TAGWATCH_API_KEY",
+            show_default=False,
+            help="API key secret, sent as 'Authorization: Bearer' on /feedback and /predict (the service's "
+            "TAGWATCH_FEEDBACK_KEYS holds it as name=secret). Prefer the environment variable: an option is visible "
+            "in the process list.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay real questions (time order, or shuffled) against a service, with delayed feedback."""
@@ -243,6 +260,7 @@ def replay(
                 seed=seed,
                 max_seconds=max_seconds,
                 on_answer=lambda _: _tick(bar),
+                api_key=key,
             )
         )
     result = summary.to_dict()
@@ -250,7 +268,13 @@ def replay(
         typer.echo(json.dumps(result, indent=2))
     else:
         typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))
-    if summary.answered == 0:
+    if summary.refused:
+        typer.echo(
+            f"{summary.refused} requests were refused for their API key (401: none sent, 403: not a key of the "
+            "service): set TAGWATCH_API_KEY to the secret of one of the service's TAGWATCH_FEEDBACK_KEYS",
+            err=True,
+        )
+    if summary.answered == 0 or summary.refused:
         raise typer.Exit(1)
 
 
@@ -281,7 +305,10 @@ def drift_check(
     as_json: JsonOpt = False,
     no_retrain: Annotated[bool, typer.Option("--no-retrain", help="Measure and decide, but start no retrain.")] = False,
 ) -> None:
-    """Run the drift monitor once on the current window and print its summary."""
+    """Run the drift monitor once on the current window and print its summary.
+
+    Like a scheduled run it holds the drift-run lock: while another run (a running monitor's) holds it, nothing is
+    measured (status skipped, no run recorded)."""
     _setup_logging()
     from monitor.scheduler import build_monitor
 
@@ -289,6 +316,8 @@ def drift_check(
     result = outcome.to_dict()
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
+    elif outcome.id is None and outcome.status == "skipped":
+        typer.echo("not run: " + "; ".join(result["decision"]["reasons"]))
     else:
         typer.echo(f"run {result['run_id']}: {result['status']} (model {result['model_version']})")
         for kind, k in result["kinds"].items():
@@ -302,29 +331,60 @@ def drift_check(
 
 
 @app.command("retrain")
-def retrain_cmd(as_json: JsonOpt = False) -> None:
-    """Train a challenger on recent labelled requests now; promote it only if it beats the champion."""
+def retrain_cmd(
+    as_json: JsonOpt = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0.0,
+            metavar="SECONDS",
+            help="Wait up to this long for a retrain or promotion running elsewhere (the monitor's) to end "
+            "(default: give up at once).",
+        ),
+    ] = 0.0,
+) -> None:
+    """Train a challenger on recent labelled requests now; promote it only if it beats the champion.
+
+    Holds the promotion lock: one retrain, promotion or rollback at a time, the monitor's included. Recorded in the
+    registry, not in drift_runs (the monitor's runs)."""
     _setup_logging()
-    from monitor.job import as_question, retrain_config_from
+    from monitor.job import as_question, feedback_sources, retrain_config_from
     from retrain.promote import retrain
     from tagwatch.db import fetch_requests, make_engine
-    from tagwatch.registry import Registry
+    from tagwatch.history import local_actor
+    from tagwatch.locks import PROMOTION, LockBusy, promotion_lock
+    from tagwatch.registry import registry_for
 
     settings = get_settings()
     engine = make_engine(settings.db_url)
-    labelled = fetch_requests(engine, with_feedback=True, limit=settings.retrain_window)
-    registry = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
-    outcome = retrain(
-        registry,
-        [as_question(r) for r in labelled],
-        config=retrain_config_from(settings),
-        top_n=settings.top_n_tags,
-        max_tags=settings.max_tags,
-        seed=settings.seed,
-        trigger="manual",
-    )
+    try:
+        with promotion_lock(engine, settings.model_name, wait=wait):
+            labelled = fetch_requests(engine, with_feedback=True, limit=settings.retrain_window)
+            registry = registry_for(settings, actor=local_actor(), engine=engine)
+            outcome = retrain(
+                registry,
+                [as_question(r) for r in labelled],
+                config=retrain_config_from(settings),
+                top_n=settings.top_n_tags,
+                max_tags=settings.max_tags,
+                seed=settings.seed,
+                trigger="manual",
+                feedback_sources=feedback_sources(labelled),
+            )
+    except LockBusy:
+        message = "a retrain or promotion is running (monitor?): nothing done" + (
+            f" after waiting {wait:g} s" if wait else "; --wait SECONDS waits for it"
+        )
+        if as_json:
+            typer.echo(json.dumps({"result": "busy", "error": message, "lock": PROMOTION}, indent=2))
+        typer.echo(f"tagwatch retrain: {message}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
     if as_json:
-        typer.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
+        result = {**outcome.to_dict(), "lock": PROMOTION, "recorded_in_drift_runs": False}
+        typer.echo(json.dumps(result, indent=2, default=str))
     else:
         typer.echo(
             f"retrain: {outcome.result}; challenger {outcome.challenger_version}, champion "
@@ -337,19 +397,118 @@ def retrain_cmd(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def rollback() -> None:
-    """Make the previous champion the champion again (the service follows within its reload interval)."""
+def rollback(
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="VERSION",
+            help="Make this version champion, however old (default: the previous champion). Refused, with nothing "
+            "moved, if the version does not exist or its artifacts are gone.",
+        ),
+    ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0.0,
+            metavar="SECONDS",
+            help="Wait up to this long for a retrain or promotion running elsewhere (the monitor's) to end "
+            "(default: give up at once).",
+        ),
+    ] = 0.0,
+) -> None:
+    """Put an earlier model back as champion; the current one becomes previous (the service follows within its
+    reload interval). Recorded in the history (`tagwatch history`) with trigger "rollback" and your user name.
+
+    Holds the promotion lock: no retrain or promotion (the monitor's included) can move the champion meanwhile."""
     _setup_logging()
     from retrain.promote import rollback as do_rollback
-    from tagwatch.registry import Registry
+    from tagwatch.db import make_engine, upgrade_database
+    from tagwatch.history import local_actor
+    from tagwatch.locks import LockBusy, promotion_lock
+    from tagwatch.registry import RegistryError, registry_for
 
     settings = get_settings()
+    actor = local_actor()
+    if settings.auto_migrate:
+        upgrade_database(settings.db_url)
+    engine = make_engine(settings.db_url)
     try:
-        old, new = do_rollback(Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name))
-    except LookupError as exc:
-        typer.echo(str(exc), err=True)
+        with promotion_lock(engine, settings.model_name, wait=wait):
+            registry = registry_for(settings, actor=actor, engine=engine)
+            old, new = do_rollback(registry, to, trigger="rollback", actor=actor)
+    except LockBusy:
+        typer.echo(
+            "rollback refused: a retrain or promotion is running (monitor?); no alias moved"
+            + (f" after waiting {wait:g} s" if wait else "; --wait SECONDS waits for it"),
+            err=True,
+        )
         raise typer.Exit(1) from None
-    typer.echo(f"champion {old} -> {new} (previous is now {old})")
+    except (LookupError, RegistryError, ValueError) as exc:
+        typer.echo(f"rollback refused: {exc}; no alias moved", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    if old == new:
+        typer.echo(f"{settings.model_name} version {new} is the champion already: nothing moved")
+        return
+    typer.echo(f"champion {old or '-'} -> {new}" + (f" (previous is now {old})" if old else ""))
+
+
+@app.command()
+def history(
+    as_json: JsonOpt = False,
+    alias: Annotated[
+        str | None, typer.Option(help="Only this alias's moves (champion, previous, challenger; default: all).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the newest N moves.")] = None,
+) -> None:
+    """Every recorded move of the model's aliases, newest first: when, alias, from -> to, trigger, who."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagwatch.db import make_engine
+    from tagwatch.history import list_moves
+
+    settings = get_settings()
+    engine = make_engine(settings.db_url)
+    try:
+        moves = list_moves(engine, model_name=settings.model_name, alias=alias, limit=limit)
+    except SQLAlchemyError as exc:
+        typer.echo(
+            f"cannot read the history from {_redact(settings.db_url)}: {type(exc).__name__} "
+            "(is the database at head? `tagwatch migrate`)",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps([m.to_dict() for m in moves], indent=2))
+        return
+    if not moves:
+        typer.echo(f"no {alias + ' ' if alias else ''}alias move recorded for {settings.model_name}")
+        return
+    rows = [
+        (
+            f"{m.moved_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+            m.alias,
+            f"{m.from_version or '-'} -> {m.to_version or '-'}",
+            m.trigger,
+            m.actor,
+        )
+        for m in moves
+    ]
+    header = ("moved at (UTC)", "alias", "from -> to", "trigger", "who")
+    widths = [max(len(_printable(r[i])) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        cells = [_printable(cell) for cell in row]
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=False)) + "  " + cells[4])
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped: a trigger or actor cannot move the cursor or recolour a terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 @app.command()
@@ -359,7 +518,8 @@ def backtest(
     max_train: Annotated[int, typer.Option(min=500, help="Train the first models on at most this many.")] = 12_000,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON result to this file.")] = None,
 ) -> None:
-    """Replay history through the policy offline: false alarms (stable stream), detection delay and F1 per arm."""
+    """Replay history through the policy offline: false alarms (stable stream), poisoned feedback (must promote
+    nothing), detection delay and F1 per arm (chronological stream)."""
     _setup_logging()
     from monitor.backtest import run_scenarios
     from retrain.job import load_data
@@ -377,6 +537,13 @@ def backtest(
         f"stable (shuffled) stream: {st['windows']} windows, {st['alarms']} confirmed alarms, "
         f"detections per kind {st['detections']}, retrains {st['retrains']}"
     )
+    for name, p in result["poisoned"].items():
+        if name == "pairs":
+            continue
+        typer.echo(
+            f"poisoned feedback ({name}): {p['windows']} windows, {p['alarms']} confirmed alarms, retrains "
+            f"{p['retrains']} (held {p['held']}, rejected {p['rejected']}), promotions {p['promotions']}"
+        )
     typer.echo(
         f"chronological stream: shift at window {ch['shift_window']}, first confirmed "
         f"{ch['first_confirmed_window']} (delay {ch['detection_delay_windows']} windows), "
@@ -406,7 +573,35 @@ def _migrate(settings: Settings) -> str | None:
     # The registry store creates its tables on first use: do it here, once, not in several processes at once.
     champion = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name).champion_version()
     typer.echo(f"registry ready: {_redact(settings.tracking_url)}")
+    _ensure_roles(settings)
     return champion
+
+
+def _ensure_roles(settings: Settings) -> None:
+    """The least-privilege database roles of a deployment (tagwatch/roles.py), for the role passwords that are set."""
+    from pydantic import SecretStr
+    from sqlalchemy.engine import make_url
+
+    from tagwatch.roles import ROLE_KINDS, RolesError, ensure_roles
+
+    variables = {kind: f"TAGWATCH_{kind.upper()}_DB_PASSWORD" for kind in ROLE_KINDS}
+    if make_url(settings.db_url).get_backend_name() == "sqlite":
+        typer.echo("database roles: none (SQLite has no roles; every process opens the files itself)")
+        return
+    passwords: dict[str, SecretStr | None] = {kind: getattr(settings, f"{kind}_db_password") for kind in ROLE_KINDS}
+    if not any(p is not None and p.get_secret_value() for p in passwords.values()):
+        typer.echo(f"database roles: none created (set {', '.join(variables.values())} to create them)")
+        return
+    try:
+        results = ensure_roles(settings.db_url, settings.tracking_url, passwords, prefix=settings.db_role_prefix)
+    except RolesError as exc:
+        typer.echo(f"tagwatch: database roles: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for result in results:
+        if result.action == "skipped":
+            typer.echo(f"database role {result.role}: skipped ({variables[result.kind]} is not set)")
+        else:
+            typer.echo(f"database role {result.role} {result.action}: {', '.join(result.databases)}")
 
 
 @app.command()

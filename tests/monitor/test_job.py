@@ -136,3 +136,125 @@ def test_no_champion(settings: Settings, sqlite_url: str) -> None:
     with Session(engine) as session:
         assert session.query(DriftRun).count() == 1
     engine.dispose()
+
+
+# --- one run at a time (tagwatch/locks.py) ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def drifted(monitor_for: Any, database_url: str, bundled_questions: list[Question]) -> Monitor:
+    """A monitor whose window (questions of 2022 and later, with feedback) drifted; one window confirms it."""
+    monitor = monitor_for(
+        database_url, window_size=300, drift_confirmations=1, retrain_window=600, retrain_min_labelled=300
+    )
+    new_topic = [q for q in bundled_questions if q.created_at is not None and q.created_at.year >= 2022][:600]
+    _log(monitor.engine, new_topic)
+    return monitor
+
+
+def _free(engine: Any, name: str) -> bool:
+    from tagwatch.locks import hold
+
+    with hold(engine, name, model_name="tagwatch") as got:
+        return got
+
+
+def test_the_row_is_written_when_the_run_and_its_retrain_start(drifted: Monitor, monkeypatch: Any) -> None:
+    from tagwatch.locks import DRIFT_RUN, PROMOTION
+
+    other = make_engine(drifted.engine.url)
+    seen: dict[str, Any] = {}
+
+    def retrain(labelled: list[Any], *, trigger: str) -> dict[str, Any]:
+        (row,) = drifted.history()
+        seen.update(row=row, locks=(_free(other, DRIFT_RUN), _free(other, PROMOTION)), n=len(labelled))
+        return {"result": "rejected", "challenger_version": "2", "trigger": trigger}
+
+    monkeypatch.setattr(drifted, "_retrain", retrain)
+    outcome = drifted.run_once()
+    assert outcome.status == "ok", outcome.error
+    assert outcome.retrain_triggered
+    # While the retrain ran, both locks were held and the row said so: a process dying now leaves this behind.
+    assert seen["locks"] == (False, False)
+    assert seen["n"] == 600
+    started = seen["row"]
+    assert started.retrain is not None
+    assert outcome.retrain is not None
+    assert started.id == outcome.id
+    assert started.status == "running"
+    assert started.finished_at is None
+    assert started.retrain_triggered
+    assert started.retrain["result"] == "running"
+    assert started.retrain["trigger"] == outcome.retrain["trigger"]
+    assert started.retrain["parent_version"] == "1"
+    assert started.data_detected
+    assert started.confirmed == outcome.confirmed
+    assert started.summary is not None
+    assert started.n_current == 300
+    # The same row at the end.
+    (row,) = drifted.history()
+    assert row.status == "ok"
+    assert row.finished_at is not None
+    assert row.retrain is not None
+    assert row.retrain == outcome.retrain
+    assert row.retrain["result"] == "rejected"
+    assert row.retrain["started_at"] == started.retrain["started_at"]
+    assert _free(other, DRIFT_RUN)
+    assert _free(other, PROMOTION)
+    other.dispose()
+
+
+def test_a_promotion_elsewhere_holds_the_retrain_back(drifted: Monitor, monkeypatch: Any) -> None:
+    from monitor.job import PROMOTION_BUSY_REASON
+    from tagwatch.locks import promotion_lock
+
+    other = make_engine(drifted.engine.url)
+    with promotion_lock(other, "tagwatch"):  # a `tagwatch retrain` or a rollback, say
+        busy = drifted.run_once()
+    assert busy.status == "ok", busy.error
+    assert busy.confirmed["data"]
+    assert not busy.retrain_triggered
+    assert busy.retrain is None
+    assert busy.reasons[-2].startswith("retrain: ")
+    assert busy.reasons[-1] == PROMOTION_BUSY_REASON
+    # It did not count as a retrain: the next window retrains; a retrain that raises is recorded as failed.
+    monkeypatch.setattr(drifted, "_retrain", lambda labelled, *, trigger: 1 / 0)
+    failed = drifted.run_once()
+    assert failed.status == "failed"
+    assert failed.error == "ZeroDivisionError: division by zero"
+    row = drifted.history()[-1]
+    assert (row.status, row.retrain_triggered) == ("failed", True)
+    assert row.retrain is not None
+    assert row.retrain["result"] == "failed"
+    assert row.retrain["error"] == "ZeroDivisionError: division by zero"
+    metrics = generate_latest(drifted.metrics.registry).decode()
+    assert 'tagwatch_retrains_total{result="failed"} 1.0' in metrics
+    # ... and counts for the cool-down like any retrain.
+    cooled = drifted.run_once()
+    assert not cooled.retrain_triggered
+    assert cooled.reasons[-1] == "cool-down: 1 of 3 windows since the last retrain"
+    other.dispose()
+
+
+class _NoChampion:
+    def champion_version(self) -> None:
+        return None
+
+
+def test_a_run_elsewhere_skips_this_one_without_a_row(settings: Settings, database_url: str) -> None:
+    from monitor.job import LOCK_BUSY_REASON
+    from tagwatch.locks import DRIFT_RUN, hold
+
+    upgrade_database(database_url)
+    monitor = Monitor(settings, engine=make_engine(database_url), registry=_NoChampion())
+    other = make_engine(database_url)
+    with hold(other, DRIFT_RUN, model_name="tagwatch") as held:
+        assert held
+        outcome = monitor.run_once()
+    assert (outcome.id, outcome.status, outcome.reasons) == (None, "skipped", [LOCK_BUSY_REASON])
+    assert monitor.history() == []
+    metrics = generate_latest(monitor.metrics.registry).decode()
+    assert 'tagwatch_monitor_runs_total{status="skipped"} 1.0' in metrics
+    assert monitor.run_once().id is not None  # released: the next run runs (and finds no champion)
+    monitor.engine.dispose()
+    other.dispose()

@@ -187,3 +187,22 @@ def test_a_due_follow_up_runs_during_a_drift_cool_down() -> None:
         "data drift confirmed (2 consecutive windows)",
         "retrain: follow-up 1 of 3 after the drift-triggered promotion",
     ]
+
+
+def test_an_interrupted_retrain_counts_for_the_cool_down_and_starts_no_follow_up() -> None:
+    # The monitor's process died during the retrain of window 1 (the next run marked it "interrupted"): drift is still
+    # confirmed, but it is not started again at once, so a retrain that kills its process cannot loop.
+    history = [verdict(0, data=True), verdict(1, data=True, result="interrupted", trigger="drift: data")]
+    retrain, reasons = run([*history, verdict(2, data=True)])
+    assert not retrain
+    assert reasons[-1] == "cool-down: 1 of 3 windows since the last retrain"
+    later = [*history, verdict(2, data=True), verdict(3, data=True)]
+    assert not run([*later, verdict(4)], Policy(followup_windows=1))[0]  # no follow-up: nothing was promoted
+    assert run([*later, verdict(4, data=True)])[0]  # the cool-down is over: drift may retrain again
+
+
+def test_an_interrupted_follow_up_counts_as_one() -> None:
+    policy = Policy(followup_windows=1, max_followups=1)
+    history = [*_after_promotion(1), verdict(3, version="2", result="interrupted", trigger=FOLLOW_UP)]
+    retrain, _ = run([*history, verdict(4, version="2")], policy)
+    assert not retrain
