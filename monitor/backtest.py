@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -43,6 +43,7 @@ class MemoryRegistry:
         reference: Sequence[Question],
         holdout_ids: Any = None,
         lineage: Any = None,
+        guard: Sequence[Question] | None = None,
     ) -> str:
         version = str(len(self._versions) + 1)
         model.version = version
@@ -50,6 +51,7 @@ class MemoryRegistry:
             "model": model,
             "metrics": metrics,
             "reference": list(reference),
+            "guard": list(guard or ()),
             "lineage": lineage or {},
         }
         return version
@@ -60,10 +62,10 @@ class MemoryRegistry:
     def get_alias(self, alias: str) -> str | None:
         return self._aliases.get(alias)
 
-    def set_alias(self, alias: str, version: str) -> None:
+    def set_alias(self, alias: str, version: str, **_: Any) -> None:
         self._aliases[alias] = version
 
-    def promote(self, version: str) -> None:
+    def promote(self, version: str, **_: Any) -> None:
         current = self._aliases.get("champion")
         if current is not None and current != version:
             self._aliases["previous"] = current
@@ -74,6 +76,9 @@ class MemoryRegistry:
 
     def load_reference(self, version: str) -> list[Question]:
         return list(self._versions[version]["reference"])
+
+    def load_guard(self, version: str) -> list[Question]:
+        return list(self._versions[version]["guard"])
 
     def version_info(self, version: str) -> Any:
         return SimpleNamespace(metrics=self._versions[version]["metrics"])
@@ -92,6 +97,8 @@ class WindowRecord:
     decision: str = ""
     retrain: str | None = None
     policy_version: str | None = None
+    # The retrain's comparison (recent hold-out, guard set, feedback check), when one ran.
+    retrain_detail: dict[str, Any] | None = None
 
 
 @dataclass
@@ -135,8 +142,14 @@ def run_backtest(
     seed: int = 0,
     feedback_share: float = 1.0,
     arms: Sequence[str] = ("frozen", "policy", "oracle"),
+    guard: Sequence[Question] = (),
+    relabel: Callable[[Question], Question] | None = None,
 ) -> BacktestResult:
-    """Replay ``windows`` through the arms; the policy arm runs the real detection, policy and retrain code."""
+    """Replay ``windows`` through the arms; the policy arm runs the real detection, policy and retrain code.
+
+    ``guard``: the trusted guard set registered with the first model. ``relabel``: what the feedback says instead of
+    the true tags (poisoned feedback); the arms are still scored on the true tags.
+    """
     from monitor.detect import Baseline, DriftInput, detect_drift, prepare
     from retrain.promote import mix_reference, retrain
     from retrain.train import train_model
@@ -145,7 +158,12 @@ def run_backtest(
     rng = random.Random(seed)
     registry = MemoryRegistry()
     v1 = registry.register(
-        initial_model, params={}, metrics={"holdout_random": baseline_metrics}, data_window={}, reference=reference
+        initial_model,
+        params={},
+        metrics={"holdout_random": baseline_metrics},
+        data_window={},
+        reference=reference,
+        guard=guard,
     )
     registry.promote(v1)
     oracle_model = initial_model
@@ -172,6 +190,7 @@ def run_backtest(
         if "oracle" in arms:
             rec.f1["oracle"] = _f1(oracle_model, window)
         feedback = [rng.random() < feedback_share for _ in window]
+        told = [relabel(q) for q in window] if relabel is not None else list(window)
         if "policy" in arms:
             rec.f1["policy"] = _f1(champion, window)
             if champion_version not in prepared:
@@ -182,7 +201,7 @@ def run_backtest(
                 )
             ref_prepared, baseline = prepared[champion_version]
             current = DriftInput(
-                window, true_tags=[q.tags if fb else None for q, fb in zip(window, feedback, strict=True)]
+                window, true_tags=[q.tags if fb else None for q, fb in zip(told, feedback, strict=True)]
             )
             result = detect_drift(ref_prepared, current, champion, baseline, thresholds, seed=seed, report=False)
             rec.detected = result.detected_kinds
@@ -193,7 +212,7 @@ def run_backtest(
                 detected={kind: r.detected for kind, r in result.kinds.items()},
                 enough_data={kind: r.enough_data for kind, r in result.kinds.items()},
             )
-        labelled.extend(q for q, fb in zip(window, feedback, strict=True) if fb)
+        labelled.extend(q for q, fb in zip(told, feedback, strict=True) if fb)
         recent = labelled[-retrain_config.window :]
         if "policy" in arms:
             decision = decide(
@@ -215,6 +234,7 @@ def run_backtest(
                     verdict, retrain_started=True, retrain_result=outcome.result, retrain_trigger=decision.trigger
                 )
                 rec.retrain = retrain_label(outcome.result, outcome.challenger_version, decision.trigger)
+                rec.retrain_detail = outcome.comparison
             history.append(verdict)
         if "oracle" in arms and len(recent) >= retrain_config.min_labelled:
             ref = registry.load_reference(v1)
@@ -264,6 +284,56 @@ def _sample(questions: Sequence[Question], n: int | None, seed: int) -> list[Que
     return [q for i, q in enumerate(questions) if i in keep]
 
 
+# Poisoned feedback: consistent relabelling of frequent tag pairs, as an attacker steering the model would send.
+SWAPPED_PAIRS: tuple[tuple[str, str], ...] = (("python", "javascript"), ("java", "c#"), ("android", "ios"))
+GUARD_SIZE = 2_000
+
+
+def swap_tags(pairs: Sequence[tuple[str, str]] = SWAPPED_PAIRS) -> Callable[[Question], Question]:
+    """Feedback that swaps each pair of tags (python <-> javascript, ...) and keeps the other tags."""
+    mapping = {a: b for a, b in pairs} | {b: a for a, b in pairs}
+
+    def relabel(q: Question) -> Question:
+        return dataclasses.replace(q, tags=tuple(mapping.get(t, t) for t in q.tags))
+
+    return relabel
+
+
+def random_tags(vocabulary: Sequence[str], *, seed: int) -> Callable[[Question], Question]:
+    """Feedback with as many tags as the truth, drawn at random from ``vocabulary`` and all wrong."""
+    rng = random.Random(seed)
+    pool = sorted(vocabulary)
+
+    def relabel(q: Question) -> Question:
+        wrong = [t for t in pool if t not in q.tags]
+        return dataclasses.replace(q, tags=tuple(rng.sample(wrong, min(len(wrong), max(1, len(q.tags))))))
+
+    return relabel
+
+
+def _guard_from(candidates: Sequence[Question], training: Sequence[Question], seed: int) -> list[Question]:
+    """Trusted questions of the training period that the first model did not train on: its guard set."""
+    used = {q.id for q in training}
+    return _sample([q for q in candidates if q.id not in used], GUARD_SIZE, seed + 1)
+
+
+def _poisoned_summary(result: BacktestResult) -> dict[str, Any]:
+    labels = [w.retrain for w in result.windows if w.retrain]
+    return {
+        "windows": len(result.windows),
+        "alarms": result.alarms(),
+        "detections": {k: sum(k in w.detected for w in result.windows) for k in KINDS},
+        "retrains": len(labels),
+        "promotions": sum(1 for label in labels if label.startswith("promoted")),
+        "held": sum(1 for label in labels if label.startswith("held")),
+        "rejected": sum(1 for label in labels if label.startswith("rejected")),
+        "mean_f1_true_labels": sum(w.f1["policy"] for w in result.windows) / len(result.windows)
+        if result.windows
+        else None,
+        "result": result.to_dict(),
+    }
+
+
 def run_scenarios(
     questions: Sequence[Question],
     settings: Any,
@@ -271,10 +341,13 @@ def run_scenarios(
     window: int = 500,
     max_train: int | None = 12_000,
     stable_windows: int = 20,
+    poisoned_windows: int = 10,
     feedback_share: float = 1.0,
     seed: int = 0,
+    scenarios: Sequence[str] = ("stable", "poisoned", "chronological"),
 ) -> dict[str, Any]:
-    """Both scenarios of the backtest: a shuffled stable stream and the chronological stream into later years."""
+    """The scenarios of the backtest: a shuffled stable stream, the same stream with poisoned feedback (consistent
+    relabelling, random wrong tags), and the chronological stream into later years."""
     from monitor.job import policy_from, retrain_config_from, thresholds_from
 
     common = {
@@ -289,34 +362,64 @@ def run_scenarios(
     out: dict[str, Any] = {"window": window, "max_train": max_train, "feedback_share": feedback_share}
 
     # Stable: train on a random half of all years, replay the other half shuffled.
-    shuffled = list(questions)
-    random.Random(seed).shuffle(shuffled)
-    half = len(shuffled) // 2
-    model, reference, baseline = _train_initial(
-        _sample(shuffled[:half], max_train, seed), top_n=settings.top_n_tags, max_tags=settings.max_tags, seed=seed
-    )
-    stream = shuffled[half:][: window * stable_windows]
-    stable = run_backtest(model, reference, baseline, windows_of(stream, window), arms=("policy",), **common)
-    out["stable"] = {
-        "windows": len(stable.windows),
-        "alarms": stable.alarms(),
-        "detections": {k: sum(k in w.detected for w in stable.windows) for k in KINDS},
-        "retrains": sum(1 for w in stable.windows if w.retrain),
-        "result": stable.to_dict(),
-    }
+    if "stable" in scenarios or "poisoned" in scenarios:
+        shuffled = list(questions)
+        random.Random(seed).shuffle(shuffled)
+        half = len(shuffled) // 2
+        training = _sample(shuffled[:half], max_train, seed)
+        model, reference, baseline = _train_initial(
+            training, top_n=settings.top_n_tags, max_tags=settings.max_tags, seed=seed
+        )
+        guard = _guard_from(shuffled[:half], training, seed)
+        if "stable" in scenarios:
+            stream = shuffled[half:][: window * stable_windows]
+            stable = run_backtest(
+                model, reference, baseline, windows_of(stream, window), arms=("policy",), guard=guard, **common
+            )
+            out["stable"] = {
+                "windows": len(stable.windows),
+                "alarms": stable.alarms(),
+                "detections": {k: sum(k in w.detected for w in stable.windows) for k in KINDS},
+                "retrains": sum(1 for w in stable.windows if w.retrain),
+                "result": stable.to_dict(),
+            }
+        if "poisoned" in scenarios:
+            # The same questions as the stable stream, every one with feedback that lies.
+            stream = shuffled[half:][: window * poisoned_windows]
+            attacks = {
+                "swap": swap_tags(),
+                "random": random_tags(model.tags, seed=seed),
+            }
+            out["poisoned"] = {"pairs": [list(p) for p in SWAPPED_PAIRS]}
+            for name, relabel in attacks.items():
+                poisoned = run_backtest(
+                    model,
+                    reference,
+                    baseline,
+                    windows_of(stream, window),
+                    arms=("policy",),
+                    guard=guard,
+                    relabel=relabel,
+                    **common,
+                )
+                out["poisoned"][name] = _poisoned_summary(poisoned)
 
+    if "chronological" not in scenarios:
+        return out
     # Chronological: train before May 2018, replay May 2018 (same crawl: stable), then 2019 and later.
     split_at = datetime(2018, 5, 1, tzinfo=UTC)
     drift_at = datetime(2019, 1, 1, tzinfo=UTC)
     early = [q for q in questions if q.created_at is None or q.created_at < split_at]
     calm = [q for q in questions if q.created_at is not None and split_at <= q.created_at < drift_at]
     later = [q for q in questions if q.created_at is not None and q.created_at >= drift_at]
+    training = _sample(early, max_train, seed)
     model, reference, baseline = _train_initial(
-        _sample(early, max_train, seed), top_n=settings.top_n_tags, max_tags=settings.max_tags, seed=seed
+        training, top_n=settings.top_n_tags, max_tags=settings.max_tags, seed=seed
     )
+    guard = _guard_from(early, training, seed)
     calm_windows = windows_of(calm[: window * 4], window)
     windows = calm_windows + windows_of(later, window)
-    chrono = run_backtest(model, reference, baseline, windows, **common)
+    chrono = run_backtest(model, reference, baseline, windows, guard=guard, **common)
     shift = len(calm_windows)
     first = chrono.first_confirmed(shift)
     after = [w for w in chrono.windows if w.index >= shift]

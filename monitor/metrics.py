@@ -76,7 +76,7 @@ class MonitorMetrics:
         )
         self.retrains = Counter(
             "tagwatch_retrains_total",
-            "Retrains, by result (promoted, rejected, failed).",
+            "Retrains, by result (promoted, rejected, held: feedback suspected of poisoning, failed).",
             ["result"],
             registry=r,
         )
@@ -100,5 +100,5 @@ class MonitorMetrics:
                 g.labels(kind).set(0)
         for status in ("ok", "skipped", "failed"):
             self.runs.labels(status)
-        for result in ("promoted", "rejected", "failed"):
+        for result in ("promoted", "rejected", "held", "failed"):
             self.retrains.labels(result)

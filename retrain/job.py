@@ -17,6 +17,8 @@ from tagwatch.settings import Settings
 log = logging.getLogger(__name__)
 
 REFERENCE_SAMPLE_SIZE = 5_000
+# The trusted guard set kept with a version trained from a data file (see retrain.promote): at most this many.
+GUARD_SAMPLE_SIZE = 2_000
 
 
 @dataclass
@@ -75,11 +77,15 @@ def train_and_register(
     *,
     trigger: str = "manual",
     make_champion: bool | None = None,
+    actor: str | None = None,
 ) -> TrainingRun:
-    """Split off both hold-outs, train on the rest, evaluate, register; champion if the registry has none."""
+    """Split off both hold-outs, train on the rest, evaluate, register; champion if the registry has none.
+
+    ``actor``: who, recorded with the alias moves (default ``cli:<os user>``)."""
     from retrain.evaluate import evaluate
     from retrain.train import split_holdouts, train_model
-    from tagwatch.registry import Registry
+    from tagwatch.history import local_actor
+    from tagwatch.registry import registry_for
 
     start = time.perf_counter()
     splits = split_holdouts(questions, seed=settings.seed)
@@ -90,7 +96,7 @@ def train_and_register(
     }
     window = data_window(questions)
     window["n_train"] = len(splits.train)
-    registry = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
+    registry = registry_for(settings, actor=actor or local_actor())
     version = registry.register(
         model,
         params=model.params,
@@ -103,11 +109,16 @@ def train_and_register(
             "random": [q.id for q in splits.random_holdout],
             "time": [q.id for q in splits.time_holdout],
         },
+        # Trusted labels the model never trained on, closest in time to the traffic it will see: the time hold-out
+        # (disjoint from the reference above). Later versions inherit it; feedback never changes it.
+        guard=reference_sample(
+            splits.time_holdout or splits.random_holdout, size=GUARD_SAMPLE_SIZE, seed=settings.seed
+        ),
         lineage={"trigger": trigger, "parent_version": registry.champion_version()},
     )
     champion = make_champion if make_champion is not None else registry.champion_version() is None
     if champion:
-        registry.promote(version)
+        registry.promote(version, trigger=trigger)
     return TrainingRun(
         version=version,
         champion=champion,

@@ -30,7 +30,10 @@ from urllib.parse import unquote, urlparse
 from tagwatch.data import LoadReport, Question, describe_report, iter_questions, write_questions_csv
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from tagwatch.model import TagModel
+    from tagwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,11 @@ PER_TAG_FILE = "per_tag_metrics.json"
 HOLDOUT_FILE = "holdout_ids.json"
 LINEAGE_FILE = "lineage.json"
 REFERENCE_FILE = "reference.csv.gz"
+# What ``register`` writes for every version (``check_artifacts`` insists on these; the rest is optional).
+REQUIRED_META_FILES = (REFERENCE_FILE, VOCABULARY_FILE, PARAMS_FILE, DATA_WINDOW_FILE, LINEAGE_FILE, HOLDOUT_FILE)
+# The trusted guard set: labelled questions from trusted data (never feedback) that no version trained on. A
+# challenger is checked against the champion on it (retrain.promote); versions inherit it from their parent.
+GUARD_FILE = "guard.csv.gz"
 
 # Model-version tags (the facts a registry UI shows without opening the run).
 TAG_PREFIX = "tagwatch."
@@ -84,6 +92,21 @@ class SavableModel(Protocol):
     version: str | None
 
     def save(self, directory: Path) -> None: ...
+
+
+class MoveJournal(Protocol):
+    """Where a ``Registry`` records each alias move; ``tagwatch.history.Journal`` writes ``alias_moves``."""
+
+    def record(
+        self,
+        *,
+        model_name: str,
+        alias: str,
+        from_version: str | None,
+        to_version: str | None,
+        trigger: str,
+        actor: str,
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -271,7 +294,15 @@ def _local_path(uri: str) -> Path:
 
 
 class Registry:
-    """Tag-model versions and aliases in an MLflow tracking/registry store (SQLite or PostgreSQL URI)."""
+    """Tag-model versions and aliases in an MLflow tracking/registry store (SQLite or PostgreSQL URI).
+
+    With a ``journal`` every alias move (``set_alias``, ``delete_alias``, ``promote``) is recorded there, with its
+    trigger and its actor (the call's ``actor``, else the registry's). The record is written right AFTER the MLflow
+    alias write: a failed MLflow write records nothing (the history never claims a move that did not happen); a
+    failed journal write is logged as an error and the move stays (a rollback during an incident must not depend on
+    the request-log database). Setting an alias to the version it already names is not a move and is not recorded.
+    ``registry_for`` builds one whose journal is the settings' request-log database.
+    """
 
     def __init__(
         self,
@@ -280,6 +311,8 @@ class Registry:
         model_name: str,
         *,
         model_loader: Callable[[Path], TagModel] | None = None,
+        journal: MoveJournal | None = None,
+        actor: str = "unknown",
     ) -> None:
         if not _MODEL_NAME.fullmatch(model_name):
             raise ValueError(f"model name {model_name!r}: use letters, digits, '_', '-' and '.'")
@@ -287,6 +320,8 @@ class Registry:
         self.artifacts_dir = Path(artifacts_dir).expanduser().resolve()
         self.model_name = model_name
         self._model_loader = model_loader
+        self.journal = journal
+        self.actor = actor
 
     def __repr__(self) -> str:
         return f"Registry(model_name={self.model_name!r}, artifacts_dir={str(self.artifacts_dir)!r})"
@@ -395,8 +430,11 @@ class Registry:
         reference: Sequence[Question],
         holdout_ids: Mapping[str, Sequence[str]] | None = None,
         lineage: Mapping[str, Any] | None = None,
+        guard: Sequence[Question] | None = None,
     ) -> str:
         """Log a model and its facts as an MLflow run; register it as a new version and return its number.
+
+        ``guard``: the trusted guard set to keep with the version (see ``GUARD_FILE``); None or empty: none.
 
         Sets ``model.version`` to the new number. No alias is set: use ``promote`` or ``set_alias``.
         """
@@ -419,6 +457,8 @@ class Registry:
             meta = staging / META_DIR
             meta.mkdir()
             write_reference(reference, meta / REFERENCE_FILE)
+            if guard:
+                write_reference(guard, meta / GUARD_FILE)
             (meta / VOCABULARY_FILE).write_text(json.dumps(vocabulary), encoding="utf-8")
             (meta / PARAMS_FILE).write_text(exact_params, encoding="utf-8")
             (meta / DATA_WINDOW_FILE).write_text(json.dumps(window, sort_keys=True), encoding="utf-8")
@@ -439,6 +479,7 @@ class Registry:
                     "tagwatch.model_name": self.model_name,
                     "tagwatch.n_tags": str(len(vocabulary)),
                     "tagwatch.n_reference": str(len(reference)),
+                    "tagwatch.n_guard": str(len(guard or ())),
                     **{f"tagwatch.data_window.{k}": _tag_value(v) for k, v in window.items()},
                     **{f"tagwatch.lineage.{k}": _tag_value(v) for k, v in lineage_dict.items()},
                 },
@@ -530,10 +571,15 @@ class Registry:
             raise
         return str(found.version)
 
-    def set_alias(self, alias: str, version: str | int) -> None:
+    def set_alias(self, alias: str, version: str | int, *, trigger: str = "manual", actor: str | None = None) -> None:
+        """Point ``alias`` at ``version``; recorded in the journal (if any) with ``trigger`` and ``actor``."""
+        number = normalize_version(version)
+        before = self.get_alias(alias) if self.journal is not None else None
+        self._set_alias(alias, number, before=before, trigger=trigger, actor=actor)
+
+    def _set_alias(self, alias: str, number: str, *, before: str | None, trigger: str, actor: str | None) -> None:
         from mlflow.exceptions import MlflowException
 
-        number = normalize_version(version)
         try:
             self._client.set_registered_model_alias(self.model_name, alias, number)
         except MlflowException as exc:
@@ -542,18 +588,46 @@ class Registry:
             if self._error_code(exc) == "INVALID_PARAMETER_VALUE":
                 raise ValueError(str(exc.message)) from None
             raise
+        self._record(alias, before, number, trigger=trigger, actor=actor)
 
-    def delete_alias(self, alias: str) -> None:
-        """Remove an alias; nothing happens if it is not set."""
+    def delete_alias(self, alias: str, *, trigger: str = "manual", actor: str | None = None) -> None:
+        """Remove an alias; nothing happens if it is not set. Recorded (to None) in the journal, if any."""
         from mlflow.exceptions import MlflowException
 
+        before = self.get_alias(alias) if self.journal is not None else None
         try:
             self._client.delete_registered_model_alias(self.model_name, alias)
         except MlflowException as exc:
             if self._error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
                 raise
+        self._record(alias, before, None, trigger=trigger, actor=actor)
 
-    def promote(self, version: str | int) -> None:
+    def _record(self, alias: str, before: str | None, after: str | None, *, trigger: str, actor: str | None) -> None:
+        """Journal one move, after the MLflow write. A failure is logged, not raised: the alias has moved already."""
+        if self.journal is None or before == after:
+            return
+        who = actor or self.actor
+        try:
+            self.journal.record(
+                model_name=self.model_name,
+                alias=alias,
+                from_version=before,
+                to_version=after,
+                trigger=trigger,
+                actor=who,
+            )
+        except Exception:
+            log.exception(
+                "%s: alias %s moved %s -> %s (%s, by %s) but the move could not be recorded in the history",
+                self.model_name,
+                alias,
+                before,
+                after,
+                trigger,
+                who,
+            )
+
+    def promote(self, version: str | int, *, trigger: str = "manual", actor: str | None = None) -> None:
         """Make ``version`` the champion; the champion it replaces becomes ``previous``.
 
         Order matters for readers that poll: ``previous`` is moved first, then ``champion``. Between the two
@@ -561,15 +635,36 @@ class Registry:
         promoting again finishes the job), and whoever sees the new champion also sees the right ``previous``.
         Other aliases (``challenger``) are left alone.
         Two promotions racing each other are not serialized; the last champion write wins.
+        Both moves are recorded in the journal (if any) with ``trigger`` and ``actor``.
         """
         number = normalize_version(version)
         self._model_version(number)  # fail before moving anything
         current = self.champion_version()
         if current != number:
             if current is not None:
-                self.set_alias(PREVIOUS, current)
-            self.set_alias(CHAMPION, number)
-            log.info("%s: champion %s -> %s", self.model_name, current, number)
+                before = self.get_alias(PREVIOUS) if self.journal is not None else None
+                self._set_alias(PREVIOUS, current, before=before, trigger=trigger, actor=actor)
+            self._set_alias(CHAMPION, number, before=current, trigger=trigger, actor=actor)
+            log.info("%s: champion %s -> %s (%s)", self.model_name, current, number, trigger)
+
+    def check_artifacts(self, version: str | int) -> None:
+        """Raise unless ``version`` exists and its artifacts are all in place: the model directory (not empty) and
+        the tagwatch files every version is registered with. ``VersionNotFoundError`` for an unknown version,
+        ``RegistryError`` naming everything that is missing otherwise. Reads nothing but the file system."""
+        mv = self._model_version(version)
+        model_dir = _local_path(mv.source)
+        missing = []
+        if not model_dir.is_dir():
+            missing.append(f"model directory {model_dir}")
+        elif not any(model_dir.iterdir()):
+            missing.append(f"the model files in {model_dir} (the directory is empty)")
+        meta = self._meta_dir(mv)
+        missing += [str(meta / name) for name in REQUIRED_META_FILES if not (meta / name).is_file()]
+        if missing:
+            raise RegistryError(
+                f"{self.model_name} version {mv.version}: artifacts missing: {', '.join(missing)} (deleted, or the "
+                "artifact store is not mounted at this path)"
+            )
 
     def load_model(self, version: str | int) -> TagModel:
         """The model of ``version``, read in place from the artifact store, with ``model.version`` set."""
@@ -599,6 +694,11 @@ class Registry:
 
     def _reference(self, mv: Any) -> list[Question]:
         return read_reference(self._meta_file(mv, REFERENCE_FILE))
+
+    def load_guard(self, version: str | int) -> list[Question]:
+        """The trusted guard set kept with ``version`` ([] when it has none, e.g. a version from before guards)."""
+        path = self._meta_dir(self._model_version(version)) / GUARD_FILE
+        return read_reference(path) if path.is_file() else []
 
     def holdout_ids(self, version: str | int) -> dict[str, list[str]]:
         """Question ids of each hold-out set of ``version`` ({} if none were logged)."""
@@ -648,13 +748,36 @@ class Registry:
         return infos
 
 
+def registry_for(settings: Settings, *, actor: str, engine: Engine | None = None) -> Registry:
+    """The settings' registry, recording its alias moves in the request-log database as ``actor``.
+
+    ``engine``: the request-log database to record into (default: a new engine on ``settings.db_url``; then, with
+    ``settings.auto_migrate``, the schema is brought to head first, as the service and the monitor do when they start,
+    so that ``alias_moves`` exists).
+    """
+    from tagwatch.history import Journal
+
+    if engine is None:
+        from tagwatch.db import make_engine, upgrade_database
+
+        if settings.auto_migrate:
+            upgrade_database(settings.db_url)
+        engine = make_engine(settings.db_url)
+    return Registry(
+        settings.tracking_url, settings.artifacts_dir, settings.model_name, journal=Journal(engine), actor=actor
+    )
+
+
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "PREVIOUS",
+    "REQUIRED_META_FILES",
     "ModelVersionInfo",
+    "MoveJournal",
     "Registry",
     "RegistryError",
     "VersionNotFoundError",
     "normalize_version",
+    "registry_for",
 ]

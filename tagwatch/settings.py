@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_DATA = REPO_ROOT / "data" / "stackoverflow" / "questions.csv.gz"
@@ -27,11 +29,93 @@ def placeholder_reason(secret: str | None) -> str | None:
     return None
 
 
+# API keys (TAGWATCH_FEEDBACK_KEYS, TAGWATCH_PREDICT_KEYS): comma-separated name=secret pairs. Names say who sent what
+# (stored with every feedback record); secrets are Bearer tokens (RFC 6750 b64token syntax: what `openssl rand
+# -base64 32`, `openssl rand -hex 32` and `secrets.token_urlsafe()` give).
+API_KEY_VARIABLES = {"feedback_keys": "TAGWATCH_FEEDBACK_KEYS", "predict_keys": "TAGWATCH_PREDICT_KEYS"}
+KEY_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+KEY_SECRET_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+MAX_API_KEYS = 32
+# Production refuses shorter secrets (and placeholders): 16 characters of base64 are 96 bits.
+MIN_SECRET_CHARS = 16
+
+
+class ApiKey(BaseModel):
+    """One API key: a short public name (stored with what the key sent) and its secret (never shown)."""
+
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
+
+    name: str = Field(pattern=KEY_NAME_PATTERN.pattern)
+    secret: SecretStr
+
+
+def parse_api_keys(value: Any, variable: str) -> tuple[ApiKey, ...]:
+    """``name=secret,name=secret`` (an environment variable), or keys already parsed (a mapping name -> secret, or
+    ApiKey objects and their dumps), as ApiKey objects. ValueError names ``variable`` and the entry by its position;
+    a key by its name only once the entry is well-formed (a secret written without a name must not be shown as one)."""
+    if value is None:
+        return ()
+    pairs: list[tuple[Any, Any]] = []
+    if isinstance(value, str):
+        if not value.strip():
+            return ()
+        for position, entry in enumerate(value.split(","), start=1):
+            if not entry.strip():
+                raise ValueError(f"{variable}: entry {position} is empty (expected name=secret, comma-separated)")
+            if "=" not in entry:
+                raise ValueError(f"{variable}: entry {position} has no '=' (expected name=secret, comma-separated)")
+            name, _, secret = entry.partition("=")
+            pairs.append((name.strip(), secret.strip()))
+    elif isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, ApiKey):
+                pairs.append((item.name, item.secret))
+            elif isinstance(item, Mapping) and set(item) == {"name", "secret"}:
+                pairs.append((item["name"], item["secret"]))
+            else:
+                raise ValueError(f"{variable}: expected name=secret pairs, got a {type(item).__name__}")
+    else:
+        raise ValueError(f"{variable}: expected name=secret pairs separated by commas, got a {type(value).__name__}")
+    if len(pairs) > MAX_API_KEYS:
+        raise ValueError(f"{variable}: {len(pairs)} keys, at most {MAX_API_KEYS} allowed")
+    keys: list[ApiKey] = []
+    owners: dict[str, str] = {}  # secret -> name
+    for position, (name, raw) in enumerate(pairs, start=1):
+        secret = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
+        if not isinstance(name, str) or not KEY_NAME_PATTERN.fullmatch(name):
+            raise ValueError(
+                f"{variable}: the name of entry {position} is not a key name (1-64 letters, digits, '_', '.', '-')"
+            )
+        if not isinstance(secret, str) or not secret:
+            raise ValueError(f"{variable}: entry {position} has an empty secret (expected name=secret)")
+        if not KEY_SECRET_PATTERN.fullmatch(secret):
+            raise ValueError(
+                f"{variable}: the secret of entry {position} is not a Bearer token: use only letters, digits and "
+                "- . _ ~ + / (then '=' padding), e.g. the output of `openssl rand -base64 32`"
+            )
+        if any(key.name == name for key in keys):
+            raise ValueError(f"{variable}: the key name {name!r} appears twice: each key needs a name of its own")
+        if secret in owners:
+            raise ValueError(f"{variable}: keys {owners[secret]!r} and {name!r} have the same secret")
+        owners[secret] = name
+        keys.append(ApiKey(name=name, secret=SecretStr(secret)))
+    return tuple(keys)
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TAGWATCH_", env_file=None, extra="ignore")
+    # hide_input_in_errors: a validation error never repeats the value it refuses (API keys, database URLs).
+    model_config = SettingsConfigDict(env_prefix="TAGWATCH_", env_file=None, extra="ignore", hide_input_in_errors=True)
 
     # "production" (the compose stack sets it): refuse to start with an empty or placeholder database password.
     environment: Literal["local", "production"] = "local"
+
+    # API keys: "name=secret,name=secret" (two keys at once during a rotation). POST /feedback requires one when set
+    # (the service refuses to start in production without); /predict and /predict/batch when TAGWATCH_PREDICT_KEYS
+    # is set (open otherwise). Production refuses placeholder secrets and secrets shorter than 16 characters.
+    feedback_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
+    predict_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
 
     # Where models, reports, spill files and the embedded databases live.
     home: Path = Field(default_factory=lambda: Path.home() / ".tagwatch")
@@ -41,6 +125,13 @@ class Settings(BaseSettings):
     registry_url: str | None = None
     model_name: str = "tagwatch"
     data_path: Path = BUNDLED_DATA
+    # Passwords of the PostgreSQL roles that `tagwatch init` / `tagwatch migrate` create, as the databases' owner, for
+    # the processes of a deployment (tagwatch/roles.py): the API replicas, the monitor, Grafana. Unset: not created.
+    api_db_password: SecretStr | None = None
+    monitor_db_password: SecretStr | None = None
+    grafana_db_password: SecretStr | None = None
+    # Their names: <prefix>_api, <prefix>_monitor, <prefix>_grafana (roles are global to a PostgreSQL server).
+    db_role_prefix: str = Field(default="tagwatch", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
 
     # Model
     top_n_tags: int = Field(default=100, ge=2, le=5000)
@@ -116,6 +207,24 @@ class Settings(BaseSettings):
     retrain_reference_size: int = Field(default=1_000, ge=100)
     promotion_min_improvement: float = Field(default=0.01, ge=0)
     promotion_max_tag_regression: float = Field(default=0.15, ge=0, le=1)
+    # The poisoning-proof part of the gate (retrain.promote): on the champion's trusted guard set the challenger may
+    # lose at most this much micro-F1, and a frequent tag at most this much F1 (unset: that check is off) ...
+    promotion_guard_tolerance: float | None = Field(default=0.1, ge=0, le=1)
+    promotion_guard_max_tag_drop: float | None = Field(default=None, ge=0, le=1)
+    # ... and feedback contradicting the champion's confident (>= this score) predictions on a stable tag at least
+    # this often (and 0.3 more often than trusted labels do) holds the retrain (unset: never held).
+    feedback_confident_score: float = Field(default=0.9, gt=0.5, lt=1)
+    feedback_suspect_contradiction: float | None = Field(default=0.5, gt=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_keys(cls, data: Any) -> Any:
+        # Here, not in a field validator: the error then names the variable once (the CLI prefixes field errors).
+        if isinstance(data, dict):
+            for field, variable in API_KEY_VARIABLES.items():
+                if field in data:
+                    data = {**data, field: parse_api_keys(data[field], variable)}
+        return data
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -126,7 +235,24 @@ class Settings(BaseSettings):
             self.registry_url = f"sqlite:///{self.home / 'registry.db'}"
         if self.environment == "production":
             self._refuse_placeholder_passwords()
+            self._refuse_weak_keys()
         return self
+
+    def _refuse_weak_keys(self) -> None:
+        for field, variable in API_KEY_VARIABLES.items():
+            keys: tuple[ApiKey, ...] = getattr(self, field)
+            for key in keys:
+                secret = key.secret.get_secret_value()
+                if placeholder_reason(secret) is not None:
+                    problem = "is a placeholder value"
+                elif len(secret) < MIN_SECRET_CHARS:
+                    problem = f"is shorter than {MIN_SECRET_CHARS} characters"
+                else:
+                    continue
+                raise ValueError(
+                    f"{variable}: the secret of key {key.name!r} {problem}: set a random one, e.g. "
+                    "`openssl rand -base64 32` (TAGWATCH_ENVIRONMENT=production refuses weak API keys)"
+                )
 
     def _refuse_placeholder_passwords(self) -> None:
         from sqlalchemy.engine import make_url
@@ -138,11 +264,25 @@ class Settings(BaseSettings):
                 continue
             reason = placeholder_reason(parsed.password if isinstance(parsed.password, str) else None)
             if reason is not None:
-                # The compose stack builds both URLs from POSTGRES_PASSWORD: name the variable users set.
+                # The compose stack builds the URLs from .env: name the variable users set for this user.
                 raise ValueError(
-                    f"the database password in {variable} {reason}: set POSTGRES_PASSWORD in .env to a real secret "
+                    f"the database password in {variable} {reason}: set {self._password_variable(parsed.username)} "
+                    "in .env to a real secret (TAGWATCH_ENVIRONMENT=production refuses empty and placeholder passwords)"
+                )
+        for kind in ("api", "monitor", "grafana"):
+            secret = getattr(self, f"{kind}_db_password")
+            if secret is not None and (reason := placeholder_reason(secret.get_secret_value())) is not None:
+                raise ValueError(
+                    f"TAGWATCH_{kind.upper()}_DB_PASSWORD {reason}: set a real secret in .env "
                     "(TAGWATCH_ENVIRONMENT=production refuses empty and placeholder passwords)"
                 )
+
+    def _password_variable(self, username: str | None) -> str:
+        """The .env variable holding the password of database user ``username`` in the compose stack."""
+        for kind in ("api", "monitor", "grafana"):
+            if username == f"{self.db_role_prefix}_{kind}":
+                return f"TAGWATCH_{kind.upper()}_DB_PASSWORD"
+        return "POSTGRES_PASSWORD"
 
     @property
     def db_url(self) -> str:

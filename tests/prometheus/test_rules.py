@@ -124,6 +124,7 @@ def test_the_designed_alerts_exist() -> None:
         "TagwatchConceptDriftConfirmed",
         "TagwatchFeatureDriftConfirmed",
         "TagwatchRetrainFailed",
+        "TagwatchFeedbackSuspected",
         "TagwatchChallengerRejectedRepeatedly",
     }
 
