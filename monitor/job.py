@@ -338,18 +338,21 @@ class Monitor:
             if not stale:
                 return
             noticed = datetime.now(UTC).isoformat()
+            champion: str | None = None
             retrains = 0
             for row in stale:
                 row.status = "failed"
                 row.error = INTERRUPTED_ERROR
                 if row.retrain is not None and row.retrain.get("result") == RUNNING:
+                    if retrains == 0:  # read once, for every interrupted retrain
+                        champion = self._champion_or_none()
                     retrains += 1
                     row.retrain = {
                         **row.retrain,
                         "result": INTERRUPTED,
                         "error": "interrupted: the process ended during the retrain",
                         "noticed_at": noticed,
-                        "champion_version_when_noticed": self._champion_or_none(),
+                        "champion_version_when_noticed": champion,
                     }
                 log.warning(
                     "drift run %s (started %s) was interrupted%s: marked failed",

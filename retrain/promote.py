@@ -395,7 +395,12 @@ def mix_reference(
 
 
 def _predicted_tags(model: Any, questions: Sequence[HasText]) -> list[list[str]]:
-    return [[t for t, _ in tags] for tags in model.predict(questions)]
+    return _decided_tags(model, model.predict_scores(questions))
+
+
+def _decided_tags(model: Any, scores: Any) -> list[list[str]]:
+    """The tags ``model`` suggests for rows of scores it computed (``model.predict`` without scoring again)."""
+    return [[t for t, _ in tags] for tags in model.decide(scores)]
 
 
 @dataclass
@@ -453,13 +458,12 @@ def retrain(
         disagreement = None
         if champion is not None:
             recent = [*train_recent, *holdout]
+            # The champion scores the recent questions and the guard set once: for the feedback check here and for
+            # the comparisons after training.
+            recent_raw = champion.predict_scores(recent)
+            guard_raw = champion.predict_scores(guard) if guard else _no_scores(len(champion.tags))
             disagreement = feedback_disagreement(
-                champion.tags,
-                champion.predict_scores(recent),
-                [q.tags for q in recent],
-                champion.predict_scores(guard) if guard else _no_scores(len(champion.tags)),
-                [q.tags for q in guard],
-                config,
+                champion.tags, recent_raw, [q.tags for q in recent], guard_raw, [q.tags for q in guard], config
             )
             if disagreement.hold:
                 log.warning("retrain (%s) held: %s", trigger, disagreement.reason())
@@ -486,12 +490,13 @@ def retrain(
         truth = [q.tags for q in holdout]
         challenger_scores = holdout_scores(_predicted_tags(challenger, holdout), truth)
         if champion is not None:
-            champion_scores = holdout_scores(_predicted_tags(champion, holdout), truth)
+            # The hold-out is the tail of the recent questions the champion scored above.
+            champion_scores = holdout_scores(_decided_tags(champion, recent_raw[len(train_recent) :]), truth)
             guard_scores: dict[str, HoldoutScores] = {}
             if guard:
                 guard_truth = [q.tags for q in guard]
                 guard_scores = {
-                    "champion": holdout_scores(_predicted_tags(champion, guard), guard_truth),
+                    "champion": holdout_scores(_decided_tags(champion, guard_raw), guard_truth),
                     "challenger": holdout_scores(_predicted_tags(challenger, guard), guard_truth),
                 }
             comparison = compare(

@@ -46,6 +46,17 @@ DataOpt = Annotated[
 SinceOpt = Annotated[str | None, typer.Option(help="Only questions created on or after this date (YYYY-MM-DD).")]
 UntilOpt = Annotated[str | None, typer.Option(help="Only questions created before this date (YYYY-MM-DD).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# The promotion lock's wait, for every command that moves the champion.
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0.0,
+        metavar="SECONDS",
+        help="Wait up to this long for a retrain or promotion running elsewhere (the monitor's) to end "
+        "(default: give up at once).",
+    ),
+]
 
 
 def _setup_logging() -> None:
@@ -333,16 +344,7 @@ def drift_check(
 @app.command("retrain")
 def retrain_cmd(
     as_json: JsonOpt = False,
-    wait: Annotated[
-        float,
-        typer.Option(
-            "--wait",
-            min=0.0,
-            metavar="SECONDS",
-            help="Wait up to this long for a retrain or promotion running elsewhere (the monitor's) to end "
-            "(default: give up at once).",
-        ),
-    ] = 0.0,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Train a challenger on recent labelled requests now; promote it only if it beats the champion.
 
@@ -407,16 +409,7 @@ def rollback(
             "moved, if the version does not exist or its artifacts are gone.",
         ),
     ] = None,
-    wait: Annotated[
-        float,
-        typer.Option(
-            "--wait",
-            min=0.0,
-            metavar="SECONDS",
-            help="Wait up to this long for a retrain or promotion running elsewhere (the monitor's) to end "
-            "(default: give up at once).",
-        ),
-    ] = 0.0,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Put an earlier model back as champion; the current one becomes previous (the service follows within its
     reload interval). Recorded in the history (`tagwatch history`) with trigger "rollback" and your user name.

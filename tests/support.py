@@ -8,16 +8,44 @@ import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import NoReturn
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from tagwatch.data import Question
 from tagwatch.model import TagModel
 
 SMALL_MODEL_TAGS = 40
+
+
+def log_questions(engine: Engine, questions: Sequence[Question], *, now: datetime, feedback: bool = True) -> None:
+    """Log ``questions`` as requests answered one second apart up to ``now``, each with its real tags as feedback
+    (unless ``feedback`` is False)."""
+    from tagwatch.db import Feedback, PredictionRequest, new_request_id
+
+    with Session(engine) as session:
+        for i, q in enumerate(questions):
+            rid = new_request_id()
+            at = now - timedelta(seconds=len(questions) - i)
+            session.add(
+                PredictionRequest(
+                    id=rid,
+                    created_at=at,
+                    title=q.title,
+                    body=q.body,
+                    body_format=q.body_format,
+                    predicted=[],
+                    model_version="1",
+                    latency_seconds=0.001,
+                )
+            )
+            if feedback:
+                session.add(Feedback(request_id=rid, tags=list(q.tags), received_at=at))
+        session.commit()
 
 
 def unseen_questions(questions: Sequence[Question], training: Sequence[Question], *, seed: int) -> list[Question]:

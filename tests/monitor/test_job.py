@@ -11,32 +11,11 @@ from sqlalchemy.orm import Session
 
 from monitor.job import Monitor
 from tagwatch.data import Question
-from tagwatch.db import DriftRun, Feedback, PredictionRequest, make_engine, new_request_id, upgrade_database
+from tagwatch.db import DriftRun, make_engine, upgrade_database
 from tagwatch.settings import Settings
+from tests.support import log_questions
 
 NOW = datetime.now(UTC)
-
-
-def _log(engine: Any, questions: list[Question], *, feedback: bool = True) -> None:
-    with Session(engine) as session:
-        for i, q in enumerate(questions):
-            rid = new_request_id()
-            at = NOW - timedelta(seconds=len(questions) - i)
-            session.add(
-                PredictionRequest(
-                    id=rid,
-                    created_at=at,
-                    title=q.title,
-                    body=q.body,
-                    body_format=q.body_format,
-                    predicted=[],
-                    model_version="1",
-                    latency_seconds=0.001,
-                )
-            )
-            if feedback:
-                session.add(Feedback(request_id=rid, tags=list(q.tags), received_at=at))
-        session.commit()
 
 
 @pytest.fixture
@@ -57,7 +36,7 @@ def monitor_for(registry_with_champion: Any, settings: Settings) -> Any:
 
 def test_small_window_is_skipped(monitor_for: Any, database_url: str, small_training_set: list[Question]) -> None:
     monitor = monitor_for(database_url, min_window=200)
-    _log(monitor.engine, small_training_set[1000:1050])
+    log_questions(monitor.engine, small_training_set[1000:1050], now=NOW)
     outcome = monitor.run_once(now=NOW)
     assert outcome.status == "skipped"
     assert outcome.reasons == ["window too small: 50 < 200 requests"]
@@ -69,7 +48,7 @@ def test_small_window_is_skipped(monitor_for: Any, database_url: str, small_trai
 def test_stable_window_raises_no_alarm(monitor_for: Any, database_url: str, small_training_set: list[Question]) -> None:
     monitor = monitor_for(database_url, window_size=600)
     # Same distribution as the champion's reference (both are random draws of the bundled questions).
-    _log(monitor.engine, small_training_set[1000:1600])
+    log_questions(monitor.engine, small_training_set[1000:1600], now=NOW)
     outcome = monitor.run_once(now=NOW)
     assert outcome.status == "ok", outcome.error
     result = outcome.to_dict()
@@ -101,12 +80,12 @@ def test_topic_swap_is_confirmed_and_retrains(
         database_url, window_size=600, drift_confirmations=2, retrain_window=1200, retrain_min_labelled=300
     )
     new_topic = [q for q in bundled_questions if q.created_at is not None and q.created_at.year >= 2022][:1200]
-    _log(monitor.engine, new_topic[:600])
+    log_questions(monitor.engine, new_topic[:600], now=NOW)
     first = monitor.run_once(now=NOW)
     assert first.status == "ok", first.error
     assert "data" in [k for k, v in first.to_dict()["kinds"].items() if v["detected"]]
     assert not first.retrain_triggered  # one window is not confirmation
-    _log(monitor.engine, new_topic[600:])
+    log_questions(monitor.engine, new_topic[600:], now=NOW)
     second = monitor.run_once(now=NOW + timedelta(seconds=1))
     assert second.confirmed["data"]
     assert second.retrain_triggered
@@ -148,7 +127,7 @@ def drifted(monitor_for: Any, database_url: str, bundled_questions: list[Questio
         database_url, window_size=300, drift_confirmations=1, retrain_window=600, retrain_min_labelled=300
     )
     new_topic = [q for q in bundled_questions if q.created_at is not None and q.created_at.year >= 2022][:600]
-    _log(monitor.engine, new_topic)
+    log_questions(monitor.engine, new_topic, now=NOW)
     return monitor
 
 

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from monitor.job import INTERRUPTED, INTERRUPTED_ERROR, LOCK_BUSY_REASON, Monitor
 from tagwatch.data import Question
-from tagwatch.db import DriftRun, Feedback, PredictionRequest, make_engine, new_request_id, upgrade_database
+from tagwatch.db import DriftRun, make_engine, upgrade_database
 from tagwatch.locks import (
     DRIFT_RUN,
     PROMOTION,
@@ -39,6 +39,7 @@ from tagwatch.locks import (
     promotion_lock,
 )
 from tagwatch.settings import Settings, get_settings
+from tests.support import log_questions
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "tagwatch"
@@ -255,29 +256,6 @@ def test_cli_retrain_holds_the_lock_and_records_no_drift_run(cli_env: Settings, 
 # --- monitor processes ---------------------------------------------------------------------------------------------
 
 
-def log_questions(engine: Engine, questions: list[Question]) -> None:
-    """Log ``questions`` as answered requests of the last minutes, each with its real tags as feedback."""
-    now = datetime.now(UTC)
-    with Session(engine) as session:
-        for i, q in enumerate(questions):
-            rid = new_request_id()
-            at = now - timedelta(seconds=len(questions) - i)
-            session.add(
-                PredictionRequest(
-                    id=rid,
-                    created_at=at,
-                    title=q.title,
-                    body=q.body,
-                    body_format=q.body_format,
-                    predicted=[],
-                    model_version="1",
-                    latency_seconds=0.001,
-                )
-            )
-            session.add(Feedback(request_id=rid, tags=list(q.tags), received_at=at))
-        session.commit()
-
-
 @pytest.fixture
 def drifted_log(bundled_questions: list[Question]) -> Any:
     """A request log of 600 questions of 2022 and later, with feedback: its windows drifted from the champion's."""
@@ -286,7 +264,7 @@ def drifted_log(bundled_questions: list[Question]) -> Any:
     def make(url: str) -> Engine:
         upgrade_database(url)
         engine = make_engine(url)
-        log_questions(engine, new_topic)
+        log_questions(engine, new_topic, now=datetime.now(UTC))
         return engine
 
     return make
