@@ -27,6 +27,7 @@ COPY tagwatch ./tagwatch
 COPY service ./service
 COPY monitor ./monitor
 COPY retrain ./retrain
+COPY commands ./commands
 RUN pip install -c constraints.txt . \
     && pip check
 

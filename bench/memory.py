@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from bench.run import HOME, RESULTS, _champion
-from tagwatch.demo import free_port, http_ok, wait_for
+from commands.polling import free_port, http_ok, wait_for
 from tagwatch.settings import Settings
 
 MIB = 1_048_576
@@ -104,7 +104,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "TAGWATCH_HOME": str(HOME), "TAGWATCH_DATABASE_URL": f"sqlite:///{tmp}/log.db"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tagwatch.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "commands.cli", "serve", "--port", str(port)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from tagwatch.demo import free_port, http_ok, wait_for
+from commands.polling import free_port, http_ok, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -119,7 +119,7 @@ async def _load(url: str, payloads: list[dict[str, str]], concurrency: int) -> d
 
 def _serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tagwatch.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "commands.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -414,7 +414,8 @@ class Monitor:
 
     def _detect(self, champion: _Champion, rows: list[LoggedRequest], now: datetime) -> tuple[dict[str, Any], str]:
         from monitor.detect import DriftInput, detect_drift
-        from monitor.report import report_filename, write_report
+        from monitor.report import write_report
+        from tagwatch.reports import report_filename
 
         questions = [as_question(r) for r in rows]
         current = DriftInput(questions=questions, true_tags=[r.feedback_tags for r in rows])

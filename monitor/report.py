@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from monitor.detect import KINDS, DriftResult
+from tagwatch.reports import INDEX_NAME
 
 if TYPE_CHECKING:
     from tagwatch.history import AliasMoveRecord
-
-INDEX_NAME = "index.html"
 
 
 @dataclass(frozen=True)
@@ -47,19 +46,6 @@ class RunEntry:
     ) -> RunEntry:
         name = Path(report).name if report is not None else None
         return cls(started_at=started_at, result=result.to_dict(), report=name, decision=decision)
-
-
-def latest_report_name(directory: Path) -> str | None:
-    """The file name of the newest report in ``directory`` (names sort by time), or None."""
-    names = sorted(p.name for p in directory.glob("drift-*.html")) if directory.is_dir() else []
-    return names[-1] if names else None
-
-
-def report_filename(started_at: datetime) -> str:
-    """A sortable, URL-safe file name for the report of a run started at ``started_at``."""
-    if started_at.tzinfo is None:
-        raise ValueError("started_at must be timezone-aware")
-    return f"drift-{started_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}.html"
 
 
 def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:

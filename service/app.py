@@ -343,7 +343,7 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
     @app.get("/reports/latest", include_in_schema=False)
     async def latest_report() -> Response:
         """The newest drift report (a stable link for alerts and dashboards)."""
-        from monitor.report import latest_report_name
+        from tagwatch.reports import latest_report_name
 
         name = latest_report_name(reports)
         if name is None:

@@ -355,7 +355,7 @@ def _cli_envvars() -> set[str]:
     """Environment variables the `tagwatch` commands read as options (e.g. replay's TAGWATCH_API_KEY)."""
     import typer
 
-    from tagwatch.cli import app
+    from commands.cli import app
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     found: set[str] = set()
@@ -425,7 +425,7 @@ def test_the_replay_service_sends_the_key_the_api_accepts() -> None:
 def test_tagwatch_service_commands_are_valid_cli_invocations() -> None:
     import typer
 
-    from tagwatch.cli import app
+    from commands.cli import app
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     for name, svc in tagwatch_services().items():

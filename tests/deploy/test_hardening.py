@@ -78,7 +78,7 @@ def test_third_party_containers_check_their_secrets_before_starting() -> None:
 def test_tagwatch_processes_refuse_the_example_password(
     monkeypatch: pytest.MonkeyPatch, service: str, variable: str
 ) -> None:
-    from tagwatch.cli import app
+    from commands.cli import app
 
     env = services()[service]["environment"]
     assert env["TAGWATCH_ENVIRONMENT"] == "production"

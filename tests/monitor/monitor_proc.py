@@ -27,7 +27,7 @@ def emit(event: str, **fields: Any) -> None:
 
 def build() -> Any:
     """The monitor as ``tagwatch monitor`` builds it."""
-    from monitor.scheduler import build_monitor
+    from commands.scheduler import build_monitor
     from tagwatch.settings import Settings
 
     return build_monitor(Settings())

@@ -201,7 +201,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setting
 
 
 def test_cli_retrain_refuses_while_a_promotion_runs(cli_env: Settings) -> None:
-    from tagwatch.cli import app
+    from commands.cli import app
 
     engine = make_engine(cli_env.db_url)
     with promotion_lock(engine, MODEL):
@@ -221,7 +221,7 @@ def test_cli_retrain_refuses_while_a_promotion_runs(cli_env: Settings) -> None:
 
 def test_cli_retrain_holds_the_lock_and_records_no_drift_run(cli_env: Settings, monkeypatch: Any) -> None:
     import retrain.promote
-    from tagwatch.cli import app
+    from commands.cli import app
 
     engine = make_engine(cli_env.db_url)
     seen: dict[str, Any] = {}

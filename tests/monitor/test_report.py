@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from monitor.detect import Baseline, DriftInput, DriftResult, detect_drift, prepare
-from monitor.report import INDEX_NAME, RunEntry, report_filename, write_index, write_report
+from monitor.report import RunEntry, write_index, write_report
 from tagwatch.data import Question
 from tagwatch.history import AliasMoveRecord
 from tagwatch.model import TagModel
+from tagwatch.reports import INDEX_NAME, report_filename
 from tagwatch.settings import Settings
 from tests.support import unseen_questions
 
@@ -114,13 +115,6 @@ def test_index_escapes_and_tolerates_missing_reports(tiny: DriftResult, tmp_path
     assert "&lt;script&gt;x" in page
     assert "a &amp; b" in page
     assert write_index([], tmp_path).read_text(encoding="utf-8").count("<tr>") == 1  # the header only
-
-
-def test_report_filename() -> None:
-    at = datetime(2024, 5, 1, 14, 30, 5, 123, tzinfo=UTC)
-    assert report_filename(at) == "drift-20240501T143005.000123Z.html"
-    with pytest.raises(ValueError, match="timezone"):
-        report_filename(datetime(2024, 5, 1))
 
 
 # --- the model history section -------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ import httpx
 import pytest
 import yaml
 
+from commands.polling import ServiceThread, free_port, http_ok, wait_for
 from tagwatch.data import Question
-from tagwatch.demo import ServiceThread, free_port, http_ok, wait_for
 from tagwatch.settings import Settings
 from tests.support import require_tool
 
@@ -139,7 +139,7 @@ class Stack:
         ]
 
     def send(self, questions: list[Question], seed: int) -> None:
-        from tagwatch.replay import replay
+        from commands.replay import replay
 
         summary = asyncio.run(replay(questions, url=self.service_url, concurrency=8, feedback_share=1.0, seed=seed))
         assert summary.answered == len(questions), summary
@@ -152,9 +152,9 @@ def stack(
 ) -> Iterator[Stack]:
     for tool in ("prometheus", "prometheus-alertmanager"):
         require_tool(tool)
+    from commands.alertsink import AlertSink
+    from commands.scheduler import serve_metrics, start_scheduler
     from monitor.job import Monitor
-    from monitor.scheduler import serve_metrics, start_scheduler
-    from tagwatch.alertsink import AlertSink
     from tagwatch.db import make_engine, upgrade_database
 
     live = Settings(
@@ -222,7 +222,7 @@ def stack(
 
 def _expressions() -> list[tuple[str, str]]:
     """(where, PromQL) of every rule and every dashboard query."""
-    from dashboards.build import dashboard_queries
+    from dashboards.queries import dashboard_queries
 
     found = []
     for rule_file in sorted((ROOT / "prometheus").glob("*.rules.yml")):

@@ -387,7 +387,7 @@ def test_secrets_never_show(keyed: Settings, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_cli_names_the_variable_once_and_never_the_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from tagwatch.cli import app
+    from commands.cli import app
 
     monkeypatch.setenv("TAGWATCH_HOME", str(tmp_path / "home"))
     runner = CliRunner()

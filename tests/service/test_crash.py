@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 
+from commands.polling import free_port, wait_for
 from tagwatch.db import PredictionRequest, make_engine, upgrade_database
-from tagwatch.demo import free_port, wait_for
 from tagwatch.model import TagModel
 from tests.service.proxy import TcpProxy
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tagwatch.demo import ServiceThread
+from commands.polling import ServiceThread
 from tagwatch.model import TagModel
 from tagwatch.settings import Settings
 from tests.support import InMemorySource

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tagwatch.demo import ServiceThread
+from commands.polling import ServiceThread
 from tagwatch.model import TagModel
 from tagwatch.settings import Settings
 from tests.support import InMemorySource

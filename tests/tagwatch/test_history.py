@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from tagwatch.cli import app
+from commands.cli import app
 from tagwatch.db import make_engine, upgrade_database
 from tagwatch.history import AliasMoveRecord, Journal, list_moves, local_actor, record_move
 from tagwatch.registry import CHAMPION, PREVIOUS, Registry, registry_for
@@ -149,7 +149,7 @@ def test_registry_for_records_into_the_request_log(settings: Settings) -> None:
 
 
 def test_the_monitor_records_its_moves_as_monitor(settings: Settings) -> None:
-    from monitor.scheduler import build_monitor
+    from commands.scheduler import build_monitor
 
     monitor = build_monitor(settings)
     try:

@@ -805,7 +805,7 @@ def test_refusals(bare: Stack) -> None:
 
 @pytest.mark.postgres
 def test_tagwatch_migrate_creates_the_roles_as_the_owner(bare: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tagwatch.cli import app
+    from commands.cli import app
 
     passwords = _passwords()
     env = {
@@ -841,7 +841,7 @@ def test_tagwatch_migrate_creates_the_roles_as_the_owner(bare: Stack, monkeypatc
 
 
 def test_tagwatch_migrate_on_sqlite_creates_no_roles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tagwatch.cli import app
+    from commands.cli import app
 
     monkeypatch.setenv("TAGWATCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TAGWATCH_API_DB_PASSWORD", "a-real-password-1")

@@ -247,9 +247,9 @@ def replay(
 
     from tqdm import tqdm
 
+    from commands.replay import order_stream
+    from commands.replay import replay as run_replay
     from retrain.job import load_data, select_window
-    from tagwatch.replay import order_stream
-    from tagwatch.replay import replay as run_replay
 
     settings = get_settings()
     questions = select_window(
@@ -299,7 +299,7 @@ def monitor(
 ) -> None:
     """Run the drift monitor on a schedule (APScheduler) and expose its metrics, until interrupted."""
     _setup_logging()
-    from monitor.scheduler import build_monitor, serve_metrics, start_scheduler
+    from commands.scheduler import build_monitor, serve_metrics, start_scheduler
 
     settings = get_settings()
     mon = build_monitor(settings)
@@ -321,7 +321,7 @@ def drift_check(
     Like a scheduled run it holds the drift-run lock: while another run (a running monitor's) holds it, nothing is
     measured (status skipped, no run recorded)."""
     _setup_logging()
-    from monitor.scheduler import build_monitor
+    from commands.scheduler import build_monitor
 
     outcome = build_monitor(get_settings()).run_once(allow_retrain=not no_retrain)
     result = outcome.to_dict()
@@ -514,7 +514,7 @@ def backtest(
     """Replay history through the policy offline: false alarms (stable stream), poisoned feedback (must promote
     nothing), detection delay and F1 per arm (chronological stream)."""
     _setup_logging()
-    from monitor.backtest import run_scenarios
+    from commands.backtest import run_scenarios
     from retrain.job import load_data
 
     settings = get_settings()
@@ -653,7 +653,7 @@ def alert_sink(
     """Receive Alertmanager webhooks on POST /alerts: log one line per alert, keep the last ones for GET /alerts."""
     import signal
 
-    from tagwatch.alertsink import AlertSink
+    from commands.alertsink import AlertSink
 
     sink = AlertSink(host, port, keep=keep, echo=typer.echo)
     sink.bind()
@@ -674,7 +674,7 @@ def demo(
 ) -> None:
     """The whole loop on this machine: train, serve, replay real questions, monitor, detect, retrain, promote."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from tagwatch.demo import DemoPlan, run_demo
+    from commands.demo import DemoPlan, run_demo
 
     base = get_settings()
     settings = Settings(

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect
 from typer.testing import CliRunner
 
-from tagwatch.cli import app
+from commands.cli import app
 from tagwatch.settings import Settings, get_settings
 
 
@@ -66,7 +66,7 @@ def test_init_trains_a_first_champion_once(home: Path) -> None:
 def test_init_refuses_a_window_with_too_few_questions(home: Path) -> None:
     from tagwatch.registry import Registry
 
-    tiny = Path(__file__).parent / "fixtures" / "bundled_small.csv"
+    tiny = Path(__file__).parents[1] / "tagwatch" / "fixtures" / "bundled_small.csv"
     result = CliRunner().invoke(app, ["init", "--data", str(tiny)])
     assert result.exit_code == 2, result.output
     assert "at least 200 are needed" in result.output

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from commands.polling import ServiceThread
+from commands.replay import order_stream, replay
 from tagwatch.data import Question
-from tagwatch.demo import ServiceThread
-from tagwatch.replay import order_stream, replay
 from tagwatch.settings import Settings
 from tests.support import InMemorySource
 
@@ -130,7 +130,7 @@ def test_replay_command_reads_the_key_from_the_environment(
 
     from typer.testing import CliRunner
 
-    from tagwatch.cli import app
+    from commands.cli import app
     from tagwatch.settings import BUNDLED_DATA, get_settings
 
     # Twelve questions of the bundled file, in its format (reading all of it three times would take seconds).

@@ -15,15 +15,15 @@ import asyncio
 import logging
 import secrets
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from commands.polling import ServiceThread, wait_for
 from tagwatch.data import Question
 from tagwatch.settings import ApiKey, Settings
 
@@ -86,40 +86,6 @@ def split_stream(
     return train, stable[: plan.window * plan.stable_windows], drift[: plan.window * plan.drift_windows]
 
 
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port free on the loopback interface right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2) -> T:
-    """Call ``condition`` until it returns something truthy, and return that; RuntimeError after ``timeout`` s.
-
-    ``condition`` may raise to stop waiting early (a process that died, say)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-def http_ok(url: str) -> bool:
-    """Whether GET ``url`` answers 200 (False when nothing answers)."""
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def with_demo_key(settings: Settings) -> tuple[Settings, str]:
     """The demo service's settings: feedback requires a key generated now (returned with them), predictions are open."""
     from pydantic import SecretStr
@@ -137,35 +103,6 @@ def _prepare_home(home: Path) -> None:
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True)
     (home / MARKER).write_text("made by `tagwatch demo`; removed and made again by the next run\n")
-
-
-class ServiceThread:
-    """The real service (uvicorn) in a thread on a free loopback port."""
-
-    def __init__(self, settings: Settings, *, source: Any = None) -> None:
-        import uvicorn
-
-        from service.app import create_app
-
-        self.port = free_port()
-        config = uvicorn.Config(
-            create_app(settings, source=source), host="127.0.0.1", port=self.port, log_level="warning", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="tagwatch-service", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ServiceThread:
-        self.thread.start()
-        wait_for(lambda: http_ok(f"{self.url}/ready"), timeout=120, what="the service to be ready")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=60)
 
 
 def _wait_for_rows(engine: Any, expected_requests: int, expected_feedback: int, timeout: float = 30) -> None:
@@ -186,13 +123,13 @@ def run_demo(settings: Settings, plan: DemoPlan | None = None, *, echo: Callable
     """Run the whole loop; returns the timeline and writes the plot and reports under ``settings.home``."""
     from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 
+    from commands.replay import replay
+    from commands.scheduler import start_scheduler
     from monitor.job import Monitor
-    from monitor.scheduler import start_scheduler
     from retrain.job import load_data, train_and_register
     from retrain.promote import holdout_scores
     from tagwatch.db import make_engine
     from tagwatch.registry import registry_for
-    from tagwatch.replay import replay
 
     plan = plan or DemoPlan()
     started = time.perf_counter()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tagwatch.alertsink import AlertSink, NotificationError, format_alert, format_notification, parse_notification
+from commands.alertsink import AlertSink, NotificationError, format_alert, format_notification, parse_notification
 
 # What Alertmanager 0.27 posts to a webhook receiver (version 4), trimmed to one group of two alerts.
 NOTIFICATION: dict[str, Any] = {
@@ -158,7 +158,7 @@ def test_keep_must_be_positive() -> None:
 def test_cli_serves_logs_to_stdout_and_stops_on_sigterm() -> None:
     """`tagwatch alert-sink` as the container runs it: lines on stdout, a clean exit on SIGTERM (docker stop)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tagwatch.cli", "alert-sink", "--port", "0", "--keep", "5"],
+        [sys.executable, "-m", "commands.cli", "alert-sink", "--port", "0", "--keep", "5"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

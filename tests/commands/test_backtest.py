@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from monitor.backtest import random_tags, run_backtest, swap_tags, windows_of
+from commands.backtest import random_tags, run_backtest, swap_tags, windows_of
 from monitor.job import policy_from, retrain_config_from, thresholds_from
 from tagwatch.data import Question
 from tagwatch.settings import Settings

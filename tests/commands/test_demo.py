@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from commands.demo import DemoPlan, plot_timeline, run_demo, split_stream
 from tagwatch.data import Question
-from tagwatch.demo import DemoPlan, plot_timeline, run_demo, split_stream
 from tagwatch.settings import Settings
 
 
@@ -61,9 +61,10 @@ def test_demo_service_requires_a_key_generated_per_run(
 
     from sqlalchemy import select
 
+    from commands.demo import DEMO_KEY_NAME, with_demo_key
+    from commands.polling import ServiceThread
+    from commands.replay import replay
     from tagwatch.db import Feedback
-    from tagwatch.demo import DEMO_KEY_NAME, ServiceThread, with_demo_key
-    from tagwatch.replay import replay
     from tests.support import InMemorySource
 
     served, secret = with_demo_key(settings)
@@ -89,7 +90,7 @@ def test_demo_service_requires_a_key_generated_per_run(
 
 
 def test_plot_timeline(tmp_path: Path) -> None:
-    from tagwatch.demo import TimelineRow
+    from commands.demo import TimelineRow
 
     rows = [
         TimelineRow(
