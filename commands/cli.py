@@ -351,9 +351,9 @@ def retrain_cmd(
     Holds the promotion lock: one retrain, promotion or rollback at a time, the monitor's included. Recorded in the
     registry, not in drift_runs (the monitor's runs)."""
     _setup_logging()
-    from monitor.job import as_question, feedback_sources, retrain_config_from
+    from monitor.job import retrain_config_from
     from retrain.promote import retrain
-    from tagwatch.db import fetch_requests, make_engine
+    from tagwatch.db import feedback_sources, fetch_requests, make_engine
     from tagwatch.history import local_actor
     from tagwatch.locks import PROMOTION, LockBusy, promotion_lock
     from tagwatch.registry import registry_for
@@ -366,7 +366,7 @@ def retrain_cmd(
             registry = registry_for(settings, actor=local_actor(), engine=engine)
             outcome = retrain(
                 registry,
-                [as_question(r) for r in labelled],
+                [r.as_question() for r in labelled],
                 config=retrain_config_from(settings),
                 top_n=settings.top_n_tags,
                 max_tags=settings.max_tags,

@@ -29,8 +29,7 @@ from sqlalchemy.orm import Session
 
 from monitor.metrics import KINDS, MonitorMetrics
 from monitor.policy import Policy, WindowVerdict, decide
-from tagwatch.data import Question
-from tagwatch.db import DriftRun, LoggedRequest, fetch_requests
+from tagwatch.db import DriftRun, LoggedRequest, feedback_sources, fetch_requests
 from tagwatch.locks import DRIFT_RUN, PROMOTION, hold
 from tagwatch.settings import Settings
 
@@ -133,27 +132,6 @@ def retrain_config_from(settings: Settings) -> Any:
         confident_score=settings.feedback_confident_score,
         suspect_contradiction=settings.feedback_suspect_contradiction,
     )
-
-
-def as_question(row: LoggedRequest) -> Question:
-    """A logged request as a question (id ``r:<request id>``); its feedback (if any) as the true tags."""
-    return Question(
-        id=f"r:{row.id}",
-        created_at=row.created_at,
-        title=row.title,
-        body=row.body,
-        body_format=row.body_format or "none",
-        tags=tuple(row.feedback_tags or ()),
-    )
-
-
-def feedback_sources(rows: list[LoggedRequest]) -> dict[str, int]:
-    """How many of the labelled requests each API key labelled ("(open)": feedback sent while keys were off)."""
-    counts: dict[str, int] = {}
-    for r in rows:
-        name = r.feedback_key or "(open)"
-        counts[name] = counts.get(name, 0) + 1
-    return counts
 
 
 @dataclass
@@ -417,7 +395,7 @@ class Monitor:
         from monitor.report import write_report
         from tagwatch.reports import report_filename
 
-        questions = [as_question(r) for r in rows]
+        questions = [r.as_question() for r in rows]
         current = DriftInput(questions=questions, true_tags=[r.feedback_tags for r in rows])
         result = detect_drift(
             champion.reference, current, champion.model, champion.baseline, self.thresholds, seed=self.settings.seed
@@ -433,7 +411,7 @@ class Monitor:
         start = time.perf_counter()
         outcome = retrain(
             self.registry,
-            [as_question(r) for r in labelled],
+            [r.as_question() for r in labelled],
             config=retrain_config_from(self.settings),
             top_n=self.settings.top_n_tags,
             max_tags=self.settings.max_tags,

@@ -11,7 +11,7 @@ import logging
 import math
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +40,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.pool import StaticPool
+
+from tagwatch.data import Question
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +211,26 @@ class LoggedRequest:
     feedback_received_at: datetime | None
     # The name of the API key that sent the feedback (None: sent while feedback was open, or no feedback).
     feedback_key: str | None = None
+
+    def as_question(self) -> Question:
+        """The request as a question (id ``r:<request id>``); its feedback (if any) as the true tags."""
+        return Question(
+            id=f"r:{self.id}",
+            created_at=self.created_at,
+            title=self.title,
+            body=self.body,
+            body_format=self.body_format or "none",
+            tags=tuple(self.feedback_tags or ()),
+        )
+
+
+def feedback_sources(rows: Sequence[LoggedRequest]) -> dict[str, int]:
+    """How many of the labelled requests each API key labelled ("(open)": feedback sent while keys were off)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        name = r.feedback_key or "(open)"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def new_request_id() -> str:

@@ -4,7 +4,7 @@ Code is kept, separately from prose: tokens such as ``import pandas as pd``, ``$
 the strongest tag signals, but long code dumps would otherwise drown the prose.
 
 Bodies come from anyone through the API, so every step takes time linear in the body's length. The single regexes
-this module used to run (kept in tests/tagwatch/legacy_text.py) retried a failing match from every ``<pre``, ``<``,
+this module used to run (kept in bench/legacy_text.py) retried a failing match from every ``<pre``, ``<``,
 ``<a ``, ``[`` or line start, each time reading to the end of the body: 11,000 unclosed ``<pre>`` took 6.5 s. Now
 no try can fail after a long read. A regex runs only up to the last point where a match can end (the last ``>``,
 ``)`` or end tag): beyond it every try would fail. A run of tries bound to fail alike (every ``[`` before the same

@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench import legacy_text
+from bench.bodies import hostile_bodies
 from tagwatch.data import Question
 from tagwatch.text import (
     MAX_BODY_CHARS,
@@ -20,7 +22,6 @@ from tagwatch.text import (
     tokenize,
     word_features,
 )
-from tests.tagwatch import legacy_text
 
 HTML_BODY = (
     "<p>How do I sum a column with <code>df.groupby</code> &amp; keep the index?</p>\n"
@@ -153,28 +154,11 @@ def test_bundled_bodies_of_every_format_clean_without_markup(fmt: str, bundled_q
 
 
 # --- hostile input: the same model text as before, in time linear in the body ----------------------------------
-# tests/tagwatch/legacy_text.py is the implementation these tests compare against: single regexes that backtracked
+# bench/legacy_text.py is the implementation these tests compare against: single regexes that backtracked
 # quadratically over hostile bodies. Timing is measured by bench/hostile.py, never asserted here.
 
-# Pieces of markup that hostile and odd bodies are made of: tags closed, unclosed and in mixed case, links, fences,
-# indentation, entities (two decimal references of 8 and more digits, which _unescape handles itself), characters
-# that fold to ASCII letters under re.IGNORECASE (ſ, K, İ, ı) and whitespace that only Unicode calls whitespace.
-FRAGMENTS = (
-    *("<pre>", '<pre class="lang-py">', "</pre>", "</PRE>", "<PRE", "<pre", "<code>", "</code>", "<CoDe>", "<code"),
-    *("<p ", "<p>", "</p>", "<P>", "<br>", "<h2 id=x>", "<h٣>", "<span>", "<li", "<", ">", "<>", "</", "‹"),
-    *('<a href="http://h.com/x">', "<a href='https://ex.org'>", "<a ", "<A\n", "href=", 'href = "', "<a title=x>"),
-    *("http://", "https://", "http://a.b/c", "httpſ://x", "www.x.org", "[", "]", "(", ")", "](", "[x](y", "![a](b)"),
-    *("`", "``", "```", "~~~", "````", "```py", " ```", "\n", "\n\n", "    ", "\t", " ", "\r", "\x0b", "\x1c"),
-    *("\u2028", "\u00a0", "\x85", "&amp;", "&#39;", "&lt;", "&gt;", "&#x41;", "&#00000038;", "&#123456789;", "&"),
-    *("&#", "&nbsp", "é", "ſ", "K", "İ", "ı", "x", "has_link", "word", "print(1)", "0", "!"),
-)
+# hostile_bodies (bench/bodies.py): bodies made of pieces of markup, up to ~1,500 characters.
 FORMATS = (None, "html", "markdown", "text", "none", "bogus")
-
-
-def hostile_bodies(max_fragments: int = 60) -> st.SearchStrategy[str]:
-    """Bodies made of ``FRAGMENTS`` and a little random text (at most ~1,500 characters)."""
-    piece = st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=4))
-    return st.lists(piece, max_size=max_fragments).map("".join)
 
 
 def _texts(cleaned: CleanBody | legacy_text.CleanBody) -> tuple[str, str]:

@@ -1,8 +1,8 @@
 """Reference: tagwatch/text.py as it was up to main at 604d312, verbatim but for this docstring.
 
-Only for tests and bench/hostile.py: the new module must give the same model text on every body this one
-cleans in reasonable time. Its regexes backtrack quadratically over hostile bodies: never call it on those
-outside a benchmark.
+Only for the benchmark (bench/hostile.py) and tests/tagwatch/test_text.py: the new module must give the same model
+text on every body this one cleans in reasonable time. Its regexes backtrack quadratically over hostile bodies: never
+call it on those outside a benchmark.
 """
 
 from __future__ import annotations
