@@ -1,4 +1,5 @@
-"""Named locks across processes: one drift run and one retrain or promotion at a time per model.
+"""Named locks across processes: one drift run and one retrain or promotion at a time per model, one schema upgrade
+at a time per database.
 
 A lock lives where the processes that need it meet, the request-log database:
 
@@ -18,14 +19,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import re
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +37,14 @@ log = logging.getLogger(__name__)
 DRIFT_RUN = "drift-run"
 # Around each change of the champion: a retrain with its promotion, a manual promotion, a rollback.
 PROMOTION = "promotion"
+# Around a schema upgrade (``tagwatch.db.upgrade_database``): one per database, not per model.
+MIGRATION = "migration"
+# The migration lock's advisory-lock key, as earlier versions took it: a process of an older version starting at the
+# same time still waits for this one.
+MIGRATION_LOCK_KEY = zlib.crc32(b"tagwatch-alembic-upgrade")
 
 _POLL_SECONDS = 0.1
-_LOCAL: dict[tuple[Any, ...], threading.Lock] = {}
+_LOCAL: dict[tuple[object, int], threading.Lock] = {}
 _LOCAL_GUARD = threading.Lock()
 
 
@@ -76,7 +85,7 @@ class NamedLock:
         self.name = name
         self.model_name = model_name
         self.key = lock_key(name, model_name)
-        self._conn: Any = None  # PostgreSQL: the connection that holds the advisory lock
+        self._conn: Connection | None = None  # PostgreSQL: the connection that holds the advisory lock
         self._file: IO[bytes] | None = None  # SQLite file: the open lock file
         self._local: threading.Lock | None = None  # in-memory SQLite (or no fcntl): the process-local lock
         self.held = False
@@ -170,7 +179,7 @@ class NamedLock:
     def _try_file(self, database: str) -> bool:
         import fcntl
 
-        path = lock_path(database, self.name, self.model_name)
+        path = self._file_path(database)
         path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(path, "a+b")  # noqa: SIM115 - kept open while the lock is held, closed in release()
         try:
@@ -185,13 +194,40 @@ class NamedLock:
         self._file = fh
         return True
 
-    def _try_local(self, where: Any) -> bool:
+    def _file_path(self, database: str) -> Path:
+        return lock_path(database, self.name, self.model_name)
+
+    def _try_local(self, where: object) -> bool:
         with _LOCAL_GUARD:
             lock = _LOCAL.setdefault((where, self.key), threading.Lock())
         if not lock.acquire(blocking=False):
             return False
         self._local = lock
         return True
+
+
+class MigrationLock(NamedLock):
+    """The lock around a schema upgrade of the database of ``engine``: one process migrates, the others wait and then
+    find the schema at head. Its key and its lock file (``<database>.migrate.lock``) are those of earlier versions."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine, MIGRATION, model_name="")
+        self.key = MIGRATION_LOCK_KEY
+
+    def _file_path(self, database: str) -> Path:
+        db = Path(database).expanduser()
+        return db.with_name(db.name + ".migrate.lock")
+
+
+@contextlib.contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold the migration lock of the database of ``engine`` for the block, waiting for it as long as it takes."""
+    lock = MigrationLock(engine)
+    lock.acquire(wait=math.inf)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @contextlib.contextmanager
