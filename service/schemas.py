@@ -22,11 +22,13 @@ REQUEST_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    title_chars: int = 300
-    body_chars: int = 60_000  # the longest real body in the bundled data is ~38k characters
-    batch_size: int = 256
-    batch_chars: int = 500_000
-    feedback_tags: int = 10
+    """The request limits of one app; their defaults live in ``Settings`` (``max_title_chars``, ...) alone."""
+
+    title_chars: int
+    body_chars: int
+    batch_size: int
+    batch_chars: int
+    feedback_tags: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:

@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     # Bounds the worst-case memory: ~15 MiB per 1 MiB request in flight (bench/results/memory.md).
     max_concurrent_requests: int = Field(default=32, ge=1)
     max_title_chars: int = Field(default=300, ge=10, le=10_000)
-    max_body_chars: int = Field(default=60_000, ge=100, le=1_000_000)
+    max_body_chars: int = Field(default=60_000, ge=100, le=1_000_000)  # the longest bundled body: ~38k characters
     max_batch_size: int = Field(default=256, ge=1, le=10_000)
     # Title and body characters of all the questions of one /predict/batch together.
     max_batch_chars: int = Field(default=500_000, ge=1_000)
@@ -182,13 +182,14 @@ class Settings(BaseSettings):
     window_seconds: float | None = Field(default=None, gt=0)
     # Windows smaller than this are skipped (not measured).
     min_window: int = Field(default=200, ge=1)
-    # Detection thresholds and minimum sizes; unset: the measured defaults of monitor.detect.Thresholds
-    drift_text_auc: float | None = Field(default=None, ge=0.5, lt=1.0)
-    drift_f1_drop: float | None = Field(default=None, gt=0, le=1)
-    drift_emerging_share: float | None = Field(default=None, gt=0, le=1)
-    drift_importance_drop: float | None = Field(default=None, gt=0, le=2)
-    drift_min_current: int | None = Field(default=None, ge=1)
-    drift_min_feedback: int | None = Field(default=None, ge=1)
+    # Detection thresholds and minimum sizes (defaults measured: bench/drift.py); the detector's other constants are
+    # in monitor.drift.types.Thresholds.
+    drift_text_auc: float = Field(default=0.6, ge=0.5, lt=1.0)
+    drift_f1_drop: float = Field(default=0.08, gt=0, le=1)
+    drift_emerging_share: float = Field(default=0.05, gt=0, le=1)
+    drift_importance_drop: float = Field(default=0.6, gt=0, le=2)
+    drift_min_current: int = Field(default=300, ge=1)
+    drift_min_feedback: int = Field(default=100, ge=1)
     # Policy
     drift_confirmations: int = Field(default=2, ge=1)
     retrain_cooldown_windows: int = Field(default=3, ge=0)
@@ -197,6 +198,13 @@ class Settings(BaseSettings):
     retrain_followup_windows: int = Field(default=2, ge=1)
     retrain_max_followups: int = Field(default=3, ge=0)
     auto_retrain: bool = True
+    # Who runs the retrain requests the monitor files: "embedded" (a job of `tagwatch monitor`'s own scheduler) or
+    # "off" (a `tagwatch retrain-worker` process runs them). Either polls the pending ones every N seconds.
+    retrain_runner: Literal["embedded", "off"] = "embedded"
+    retrain_poll_seconds: float = Field(default=60.0, gt=0)
+    # The retrain worker's /metrics (`tagwatch retrain-worker`; 0: none).
+    retrain_worker_host: str = "127.0.0.1"
+    retrain_worker_port: int = Field(default=9109, ge=0, le=65535)
     # Retrain and promotion
     retrain_window: int = Field(default=4_000, ge=100)
     retrain_min_labelled: int = Field(default=300, ge=50)

@@ -1,4 +1,5 @@
-"""`tagwatch init`: migrations, the registry's store and a first champion on SQLite; a second run trains nothing."""
+"""`tagwatch migrate` and `tagwatch init`: migrations, the registry's store and a first champion on SQLite; a second
+init trains nothing. (The database roles on PostgreSQL: tests/tagwatch/test_roles.py.)"""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
 from commands.cli import app
 from tagwatch.settings import Settings, get_settings
+from tests.commands.cli.support import TINY_DATA, invoke
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ def test_init_trains_a_first_champion_once(home: Path) -> None:
         assert {"prediction_requests", "feedback", "drift_runs"} <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
-    registry = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
+    registry = Registry.from_settings(settings)
     assert registry.champion_version() == "1"
     window = registry.version_info("1").data_window
     assert window["n_questions"] == 600
@@ -66,9 +68,38 @@ def test_init_trains_a_first_champion_once(home: Path) -> None:
 def test_init_refuses_a_window_with_too_few_questions(home: Path) -> None:
     from tagwatch.registry import Registry
 
-    tiny = Path(__file__).parents[1] / "tagwatch" / "fixtures" / "bundled_small.csv"
-    result = CliRunner().invoke(app, ["init", "--data", str(tiny)])
+    result = CliRunner().invoke(app, ["init", "--data", str(TINY_DATA)])
     assert result.exit_code == 2, result.output
     assert "at least 200 are needed" in result.output
     settings = Settings(home=home)
-    assert Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name).list_versions() == []
+    assert Registry.from_settings(settings).list_versions() == []
+
+
+def test_migrate_creates_the_database_and_the_registry_store(cli_home: Settings) -> None:
+    from tagwatch.registry import Registry
+
+    first = invoke("migrate")
+    assert first.exit_code == 0, first.output
+    assert first.stdout.splitlines() == [
+        f"database at head: {cli_home.db_url}",
+        f"registry ready: {cli_home.tracking_url}",
+        "database roles: none (SQLite has no roles; every process opens the files itself)",
+    ]
+    engine = create_engine(cli_home.db_url)
+    try:
+        assert {"prediction_requests", "feedback", "drift_runs", "alias_moves"} <= set(
+            inspect(engine).get_table_names()
+        )
+    finally:
+        engine.dispose()
+    assert Registry.from_settings(cli_home).champion_version() is None
+    again = invoke("migrate")  # idempotent
+    assert again.exit_code == 0, again.output
+    assert again.stdout == first.stdout
+
+
+def test_init_refuses_a_date_before_touching_anything(cli_home: Settings) -> None:
+    result = invoke("init", "--until", "soon")
+    assert result.exit_code == 2
+    assert "'soon' is not a date like 2018-01-31" in result.output
+    assert not cli_home.home.exists()

@@ -1,0 +1,5 @@
+"""``python -m commands.cli``: the ``tagwatch`` command."""
+
+from commands.cli import main
+
+main()

@@ -1,0 +1,105 @@
+"""Preparing a deployment: ``migrate`` the database and the registry's store (and roles), ``init`` a first model."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from commands.cli.console import redact, setup_logging
+from commands.cli.model import metrics_table, summary
+from commands.cli.options import DataOpt, parse_date
+from tagwatch.settings import Settings, get_settings
+
+
+def migrate() -> None:
+    """Create or upgrade the request-log database (Alembic) and the model registry's store."""
+    setup_logging()
+    migrate_all(get_settings())
+
+
+def migrate_all(settings: Settings) -> str | None:
+    """Upgrade the database and create the registry's store; returns the champion version (None: no champion)."""
+    from tagwatch.db import upgrade_database
+    from tagwatch.registry import Registry
+
+    upgrade_database(settings.db_url)
+    typer.echo(f"database at head: {redact(settings.db_url)}")
+    # The registry store creates its tables on first use: do it here, once, not in several processes at once.
+    champion = Registry.from_settings(settings).champion_version()
+    typer.echo(f"registry ready: {redact(settings.tracking_url)}")
+    ensure_database_roles(settings)
+    return champion
+
+
+def ensure_database_roles(settings: Settings) -> None:
+    """The least-privilege database roles of a deployment (tagwatch/roles.py), for the role passwords that are set."""
+    from pydantic import SecretStr
+    from sqlalchemy.engine import make_url
+
+    from tagwatch.roles import ROLE_KINDS, RolesError, ensure_roles
+
+    variables = {kind: f"TAGWATCH_{kind.upper()}_DB_PASSWORD" for kind in ROLE_KINDS}
+    if make_url(settings.db_url).get_backend_name() == "sqlite":
+        typer.echo("database roles: none (SQLite has no roles; every process opens the files itself)")
+        return
+    passwords: dict[str, SecretStr | None] = {kind: getattr(settings, f"{kind}_db_password") for kind in ROLE_KINDS}
+    if not any(p is not None and p.get_secret_value() for p in passwords.values()):
+        typer.echo(f"database roles: none created (set {', '.join(variables.values())} to create them)")
+        return
+    try:
+        results = ensure_roles(settings.db_url, settings.tracking_url, passwords, prefix=settings.db_role_prefix)
+    except RolesError as exc:
+        typer.echo(f"tagwatch: database roles: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for result in results:
+        if result.action == "skipped":
+            typer.echo(f"database role {result.role}: skipped ({variables[result.kind]} is not set)")
+        else:
+            typer.echo(f"database role {result.role} {result.action}: {', '.join(result.databases)}")
+
+
+def init(
+    data: DataOpt = None,
+    until: Annotated[
+        str, typer.Option(help="Train on questions created before this date (YYYY-MM-DD).")
+    ] = "2019-01-01",
+    max_train: Annotated[
+        int, typer.Option(min=200, help="Train on a seeded sample of at most this many of those questions.")
+    ] = 12_000,
+    if_empty: Annotated[
+        bool,
+        typer.Option(
+            "--if-empty/--always",
+            help="Train only when the registry has no champion (default), or register a new version anyway "
+            "(it becomes champion only when there is none).",
+        ),
+    ] = True,
+) -> None:
+    """Prepare a deployment (the compose stack's one-shot init): migrate, create the registry, train a first model."""
+    setup_logging()
+    import random
+
+    from retrain.job import load_data, select_window, train_and_register
+
+    settings = get_settings()
+    cutoff = parse_date(until, "--until")
+    champion = migrate_all(settings)
+    if champion is not None and if_empty:
+        typer.echo(f"{settings.model_name} version {champion} is champion: no model to train")
+        return
+    questions = select_window(load_data(data or settings.data_path), since=None, until=cutoff)
+    if len(questions) > max_train:
+        # A seeded sample, kept in time order (the time hold-out is the newest part of it).
+        keep = set(random.Random(settings.seed).sample(range(len(questions)), max_train))
+        questions = [q for i, q in enumerate(questions) if i in keep]
+    if len(questions) < 200:
+        typer.echo(f"Only {len(questions)} questions created before {until}; at least 200 are needed.", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"training on {len(questions)} questions created before {until} ...")
+    run = train_and_register(settings, questions, trigger="init")
+    typer.echo(
+        f"Registered {settings.model_name} version {run.version}"
+        f"{' (champion)' if run.champion else ''} in {run.seconds:.0f} s; window {run.data_window}"
+    )
+    typer.echo(metrics_table(summary(run.metrics)))

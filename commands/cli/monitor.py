@@ -1,0 +1,63 @@
+"""Drift commands: ``monitor`` on a schedule, ``drift-check`` once."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Annotated
+
+import typer
+
+from commands.cli.console import setup_logging
+from commands.cli.options import JsonOpt
+from tagwatch.settings import get_settings
+
+
+def monitor(
+    interval: Annotated[
+        float | None, typer.Option(min=1.0, help="Seconds between runs (default: TAGWATCH_MONITOR_INTERVAL_SECONDS).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface for the monitor's /metrics.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port for the monitor's /metrics (0: none).")] = None,
+) -> None:
+    """Run the drift monitor on a schedule (APScheduler) and expose its metrics, until interrupted."""
+    setup_logging()
+    from commands.scheduler import build_monitor, serve_metrics, start_scheduler
+
+    settings = get_settings()
+    mon = build_monitor(settings)
+    metrics_port = settings.monitor_port if port is None else port
+    if metrics_port:
+        serve_metrics(mon, host=host or settings.monitor_host, port=metrics_port)
+    scheduler = start_scheduler(mon, interval_seconds=interval or settings.monitor_interval_seconds, background=False)
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        scheduler.start()
+
+
+def drift_check(
+    as_json: JsonOpt = False,
+    no_retrain: Annotated[bool, typer.Option("--no-retrain", help="Measure and decide, but start no retrain.")] = False,
+) -> None:
+    """Run the drift monitor once on the current window and print its summary.
+
+    Like a scheduled run it holds the drift-run lock: while another run (a running monitor's) holds it, nothing is
+    measured (status skipped, no run recorded)."""
+    setup_logging()
+    from commands.scheduler import build_monitor
+
+    outcome = build_monitor(get_settings()).run_once(allow_retrain=not no_retrain)
+    result = outcome.to_dict()
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    elif outcome.id is None and outcome.status == "skipped":
+        typer.echo("not run: " + "; ".join(result["decision"]["reasons"]))
+    else:
+        typer.echo(f"run {result['run_id']}: {result['status']} (model {result['model_version']})")
+        for kind, k in result["kinds"].items():
+            flag = "CONFIRMED" if k["confirmed"] else ("detected" if k["detected"] else "-")
+            typer.echo(f"  {kind:<8} score {k['score']} threshold {k['threshold']} {flag}")
+        typer.echo("  decision: " + "; ".join(result["decision"]["reasons"]))
+        if result["report"]:
+            typer.echo(f"  report: {get_settings().reports_dir / result['report']}")
+    if outcome.status == "failed":
+        raise typer.Exit(1)
