@@ -29,9 +29,12 @@ from typing import Any
 import numpy as np
 
 from bench.drift_report import SIGNALS, markdown
-from monitor.detect import Baseline, DriftInput, DriftResult, Prepared, Thresholds, detect_drift, prepare
+from monitor.drift.detect import detect_drift, prepare
+from monitor.drift.prepare import Prepared
+from monitor.drift.types import Baseline, DriftInput, DriftResult, Thresholds
 from monitor.report import write_report
 from tagwatch.data import Question
+from tagwatch.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -40,6 +43,8 @@ BIG = 10_000
 REFERENCE_SIZE = 5_000  # retrain.job.REFERENCE_SAMPLE_SIZE
 SEED = 42
 NEW_TAG = "brand-new-framework"
+# The thresholds measured here: the settings' defaults (unless TAGWATCH_DRIFT_* variables are set).
+THRESHOLDS = Thresholds.from_settings(Settings())
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -93,7 +98,7 @@ def _preset_seconds(reference: Prepared, current: Prepared, html: Path) -> float
 def _run_and_report(
     reference: DriftInput | Prepared, current: DriftInput, model: Any, baseline: Baseline, path: Path
 ) -> DriftResult:
-    result = detect_drift(reference, current, model, baseline)
+    result = detect_drift(reference, current, model, baseline, THRESHOLDS)
     write_report(result, path)
     return result
 
@@ -102,7 +107,7 @@ def bench_speed(
     model: Any, baseline: Baseline, scenarios: dict[str, tuple[list[Question], list[Question]]], workdir: Path
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    th = Thresholds()
+    th = THRESHOLDS
     for name, (ref_q, cur_q) in scenarios.items():
         print(f"speed: {name} ({len(ref_q)} x {len(cur_q)}) ...", flush=True)
         row: dict[str, Any] = {"reference": len(ref_q), "current": len(cur_q)}
@@ -164,7 +169,7 @@ def bench_false_alarms(
         alarms = dict.fromkeys(SIGNALS, 0)
         for seed in range(seeds):
             window = random.Random(1000 + seed).sample(pool, n)
-            result = detect_drift(reference, _labelled(window), model, baseline, report=False)
+            result = detect_drift(reference, _labelled(window), model, baseline, THRESHOLDS, report=False)
             for kind, r in result.kinds.items():
                 alarms[kind] += int(r.detected)
             for name, v in _signal_values(result).items():
@@ -212,7 +217,12 @@ def bench_detection(
             for seed in range(seeds):
                 rng = random.Random(2000 + seed)
                 result = detect_drift(
-                    reference, make(rng.sample(pool, n), rng.sample(recent, n)), model, baseline, report=False
+                    reference,
+                    make(rng.sample(pool, n), rng.sample(recent, n)),
+                    model,
+                    baseline,
+                    THRESHOLDS,
+                    report=False,
                 )
                 for kind, r in result.kinds.items():
                     hits[kind] += int(r.detected)
@@ -252,7 +262,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         speed = bench_speed(model, baseline, speed_scenarios, Path(tmp))
-    reference = prepare(_labelled(reference_q), model)
+    reference = prepare(_labelled(reference_q), model, THRESHOLDS)
     seeds = 4 if args.quick else 20
     # 100: the minimum feedback of the concept kind (the data kind needs 300 and stays silent there)
     false_alarms = bench_false_alarms(model, baseline, reference, pool, [100, 300, 500, 1_000], seeds)
@@ -271,7 +281,7 @@ def main() -> None:
         "repeat": REPEAT,
         "reference_size": REFERENCE_SIZE,
     }
-    md = markdown(meta, speed, false_alarms, detection, asdict(Thresholds()))
+    md = markdown(meta, speed, false_alarms, detection, asdict(THRESHOLDS))
     if not args.quick:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "drift.md").write_text(md, encoding="utf-8")

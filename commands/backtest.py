@@ -17,9 +17,10 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from monitor.metrics import KINDS
+from monitor.drift.types import KINDS
 from monitor.policy import Policy, WindowVerdict, decide, retrain_label
 from tagwatch.data import Question
+from tagwatch.registry import CHAMPION, PREVIOUS
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class MemoryRegistry:
         return version
 
     def champion_version(self) -> str | None:
-        return self._aliases.get("champion")
+        return self._aliases.get(CHAMPION)
 
     def get_alias(self, alias: str) -> str | None:
         return self._aliases.get(alias)
@@ -66,10 +67,10 @@ class MemoryRegistry:
         self._aliases[alias] = version
 
     def promote(self, version: str, **_: Any) -> None:
-        current = self._aliases.get("champion")
+        current = self._aliases.get(CHAMPION)
         if current is not None and current != version:
-            self._aliases["previous"] = current
-        self._aliases["champion"] = version
+            self._aliases[PREVIOUS] = current
+        self._aliases[CHAMPION] = version
 
     def load_model(self, version: str) -> Any:
         return self._versions[version]["model"]
@@ -122,7 +123,7 @@ def windows_of(stream: Sequence[Question], size: int) -> list[list[Question]]:
 
 
 def _f1(model: Any, questions: Sequence[Question]) -> float:
-    from retrain.promote import holdout_scores
+    from retrain.compare import holdout_scores
 
     predicted = [[t for t, _ in tags] for tags in model.predict(questions)]
     return holdout_scores(predicted, [q.tags for q in questions]).micro_f1
@@ -150,8 +151,10 @@ def run_backtest(
     ``guard``: the trusted guard set registered with the first model. ``relabel``: what the feedback says instead of
     the true tags (poisoned feedback); the arms are still scored on the true tags.
     """
-    from monitor.detect import Baseline, DriftInput, detect_drift, prepare
-    from retrain.promote import mix_reference, retrain
+    from monitor.drift.detect import detect_drift, prepare
+    from monitor.drift.types import Baseline, DriftInput
+    from retrain.promote import retrain
+    from retrain.recent import mix_reference
     from retrain.train import train_model
 
     started = time.perf_counter()
@@ -270,7 +273,8 @@ def _train_initial(
 ) -> tuple[Any, list[Question], dict[str, Any]]:
     """Fit the first model on ``questions`` as ``tagwatch train`` does (minus the time hold-out)."""
     from retrain.evaluate import evaluate
-    from retrain.train import split_holdouts, train_model
+    from retrain.split import split_holdouts
+    from retrain.train import train_model
 
     splits = split_holdouts(questions, time_fraction=0.0, random_fraction=0.2, seed=seed)
     model = train_model(splits.train, top_n=top_n, max_tags=max_tags, seed=seed)
@@ -348,12 +352,13 @@ def run_scenarios(
 ) -> dict[str, Any]:
     """The scenarios of the backtest: a shuffled stable stream, the same stream with poisoned feedback (consistent
     relabelling, random wrong tags), and the chronological stream into later years."""
-    from monitor.job import policy_from, retrain_config_from, thresholds_from
+    from monitor.drift.types import Thresholds
+    from retrain.config import RetrainConfig
 
     common = {
-        "thresholds": thresholds_from(settings),
-        "policy": policy_from(settings),
-        "retrain_config": retrain_config_from(settings),
+        "thresholds": Thresholds.from_settings(settings),
+        "policy": Policy.from_settings(settings),
+        "retrain_config": RetrainConfig.from_settings(settings),
         "top_n": settings.top_n_tags,
         "max_tags": settings.max_tags,
         "seed": seed,

@@ -24,8 +24,8 @@ from dashboards.panels import (
     timeseries,
     value_text,
 )
+from monitor.drift.types import KINDS
 
-KINDS = ("data", "concept", "feature")  # as in monitor.metrics.KINDS
 MONITOR_UP = 'up{job="tagwatch-monitor"}'
 
 KIND_HELP = {

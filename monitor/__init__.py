@@ -1,1 +1,1 @@
-"""The drift monitor: detect drift per window (detect.py), write reports (report.py), decide and act (job)."""
+"""The drift monitor: detect drift per window (drift/), write reports (report.py), decide and act (job)."""

@@ -8,28 +8,45 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-KINDS: tuple[str, ...] = ("data", "concept", "feature")
+from monitor.drift.types import KINDS
+
+if TYPE_CHECKING:
+    from tagwatch.settings import Settings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Policy:
+    """The policy's parameters; their defaults are in ``Settings`` alone: build with ``from_settings``."""
+
     # A kind counts as drifted only after this many consecutive windows (with enough data) detected it.
-    confirmations: int = 2
+    confirmations: int
     # After a retrain (promoted or not, interrupted by the end of its process included), wait this many windows and
     # this long before the next one.
-    cooldown_windows: int = 3
-    cooldown_seconds: float = 0.0
-    # Which confirmed kinds may trigger a retrain.
-    retrain_on: frozenset[str] = frozenset(KINDS)
+    cooldown_windows: int
+    cooldown_seconds: float
     # Labelled (feedback) questions a retrain needs at the least.
-    min_labelled: int = 300
+    min_labelled: int
     # Follow-up retrains: a challenger promoted on drift saw only the first few windows of the new distribution, so
     # after such a promotion the policy retrains ``max_followups`` more times, one every ``followup_windows``
     # windows, without waiting for drift (each challenger is still promoted only if it wins). A drift-triggered
     # retrain that was not promoted starts none; a stable stream never starts one.
-    followup_windows: int = 2
-    max_followups: int = 3
+    followup_windows: int
+    max_followups: int
+    # Which confirmed kinds may trigger a retrain (not a setting: every kind, unless a caller narrows it).
+    retrain_on: frozenset[str] = frozenset(KINDS)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            confirmations=settings.drift_confirmations,
+            cooldown_windows=settings.retrain_cooldown_windows,
+            cooldown_seconds=settings.retrain_cooldown_seconds,
+            min_labelled=settings.retrain_min_labelled,
+            followup_windows=settings.retrain_followup_windows,
+            max_followups=settings.retrain_max_followups,
+        )
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from monitor.detect import KINDS, DriftResult
+from monitor.drift.types import KINDS, DriftResult
 from tagwatch.reports import INDEX_NAME
 
 if TYPE_CHECKING:
@@ -168,7 +168,9 @@ def write_index(runs: Sequence[RunEntry], reports_dir: Path, *, moves: Sequence[
     body = (
         (_history_html(moves) if moves is not None else "")
         + f"<p>{len(runs)} drift runs. A kind cell shows score / threshold; <b>DRIFT</b> when detected, "
-        "<i>(little data)</i> when the window was below its minimum size.</p>"
+        "<i>(little data)</i> when the window was below its minimum size. The concept score weighs, among others, "
+        "the drop of the feedback's micro-F1 over the model's tags (true tags outside them left out) below the "
+        "model's random hold-out, the micro-F1 of the model card (micro_f1, not micro_f1_all_tags).</p>"
         f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
     page = _page("tagwatch drift runs", body)

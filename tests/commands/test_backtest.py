@@ -6,7 +6,9 @@ import copy
 from typing import Any
 
 from commands.backtest import random_tags, run_backtest, swap_tags, windows_of
-from monitor.job import policy_from, retrain_config_from, thresholds_from
+from monitor.drift.types import Thresholds
+from monitor.policy import Policy
+from retrain.config import RetrainConfig
 from tagwatch.data import Question
 from tagwatch.settings import Settings
 from tests.support import SMALL_MODEL_TAGS, unseen_questions
@@ -34,9 +36,9 @@ def test_poisoned_feedback_promotes_nothing(
     unseen = unseen_questions(bundled_questions, small_training_set, seed=5)
     reference, guard, stream = small_training_set[:600], unseen[:800], unseen[800:2000]
     common: dict[str, Any] = {
-        "thresholds": thresholds_from(settings),
-        "policy": policy_from(settings),
-        "retrain_config": retrain_config_from(settings),
+        "thresholds": Thresholds.from_settings(settings),
+        "policy": Policy.from_settings(settings),
+        "retrain_config": RetrainConfig.from_settings(settings),
         "top_n": SMALL_MODEL_TAGS,
         "max_tags": 5,
         "seed": 3,

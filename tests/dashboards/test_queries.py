@@ -16,6 +16,7 @@ import yaml
 from dashboards.model_drift import KINDS
 from dashboards.queries import dashboard_queries, sql_queries, substitute, substitute_sql
 from monitor.metrics import MonitorMetrics
+from retrain.metrics import RetrainMetrics
 from service.metrics import ServiceMetrics
 from tests.dashboards.committed import ROOT, UIDS, boards, data_panels
 from tests.support import require_tool
@@ -64,7 +65,7 @@ def names_in(expr: str) -> set[str]:
 def exported_metrics() -> dict[str, tuple[str, ...]]:
     """Every metric family the code exports -> the series names Prometheus stores for it."""
     out: dict[str, tuple[str, ...]] = {}
-    for registry in (ServiceMetrics().registry, MonitorMetrics().registry):
+    for registry in (ServiceMetrics().registry, MonitorMetrics().registry, RetrainMetrics().registry):
         for family in registry.collect():
             out[family.name] = tuple(family.name + suffix for suffix in SUFFIXES[family.type])
     return out
@@ -141,7 +142,8 @@ def test_promql_parses(tmp_path: Path) -> None:
 def test_sql_queries_run_on_the_migrated_schema(postgres_url: str) -> None:
     from sqlalchemy.orm import Session
 
-    from retrain.promote import Comparison, HoldoutScores, RetrainOutcome
+    from retrain.compare import Comparison, HoldoutScores
+    from retrain.promote import RetrainOutcome
     from tagwatch.db import DriftRun, make_engine, upgrade_database
 
     upgrade_database(postgres_url)

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from monitor.policy import FOLLOW_UP, Policy, WindowVerdict, confirmed_kinds, decide
+from tagwatch.settings import Settings
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 ALL = {"data": True, "concept": True, "feature": True}
+# The policy of the default settings (2 confirmations, 3 windows of cool-down, 300 labelled questions, ...).
+POLICY = Policy.from_settings(Settings())
 
 
 def verdict(
@@ -34,7 +38,7 @@ def verdict(
 def run(history: list[WindowVerdict], policy: Policy | None = None, **kw: object) -> tuple[bool, list[str]]:
     kwargs: dict[str, object] = {"now": history[-1].at, "last_retrain_at": None, "labelled_available": 10_000}
     kwargs.update(kw)
-    d = decide(history, policy=policy or Policy(), **kwargs)  # type: ignore[arg-type]
+    d = decide(history, policy=policy or POLICY, **kwargs)  # type: ignore[arg-type]
     return d.retrain, d.reasons
 
 
@@ -53,28 +57,28 @@ def test_two_consecutive_windows_confirm_and_retrain() -> None:
 
 def test_interrupted_detections_do_not_confirm() -> None:
     history = [verdict(0, concept=True), verdict(1), verdict(2, concept=True)]
-    assert confirmed_kinds(history, Policy()) == {"data": False, "concept": False, "feature": False}
+    assert confirmed_kinds(history, POLICY) == {"data": False, "concept": False, "feature": False}
 
 
 def test_windows_without_enough_data_neither_confirm_nor_reset() -> None:
     thin = {"data": True, "concept": False, "feature": True}
     history = [verdict(0, concept=True), verdict(1, enough=thin), verdict(2, concept=True)]
-    assert confirmed_kinds(history, Policy())["concept"]
+    assert confirmed_kinds(history, POLICY)["concept"]
     # ... but the newest window itself must have had enough data.
     history = [verdict(0, concept=True), verdict(1, concept=True), verdict(2, concept=True, enough=thin)]
-    assert not confirmed_kinds(history, Policy())["concept"]
+    assert not confirmed_kinds(history, POLICY)["concept"]
 
 
 def test_detections_against_an_older_model_do_not_count() -> None:
     history = [verdict(0, data=True, version="1"), verdict(1, data=True, version="2")]
-    assert not confirmed_kinds(history, Policy())["data"]
+    assert not confirmed_kinds(history, POLICY)["data"]
 
 
 def test_confirmations_configurable() -> None:
     history = [verdict(0, feature=True), verdict(1, feature=True)]
-    assert not confirmed_kinds(history, Policy(confirmations=3))["feature"]
-    assert confirmed_kinds([*history, verdict(2, feature=True)], Policy(confirmations=3))["feature"]
-    assert confirmed_kinds(history[-1:], Policy(confirmations=1))["feature"]
+    assert not confirmed_kinds(history, replace(POLICY, confirmations=3))["feature"]
+    assert confirmed_kinds([*history, verdict(2, feature=True)], replace(POLICY, confirmations=3))["feature"]
+    assert confirmed_kinds(history[-1:], replace(POLICY, confirmations=1))["feature"]
 
 
 def test_cooldown_in_windows() -> None:
@@ -88,7 +92,7 @@ def test_cooldown_in_windows() -> None:
 
 def test_cooldown_in_time() -> None:
     history = [verdict(0, data=True), verdict(1, data=True)]
-    policy = Policy(cooldown_seconds=3600)
+    policy = replace(POLICY, cooldown_seconds=3600)
     retrain, reasons = run(history, policy, last_retrain_at=history[-1].at - timedelta(minutes=10))
     assert not retrain
     assert reasons[-1].startswith("cool-down: last retrain at")
@@ -105,7 +109,7 @@ def test_minimum_labelled_data() -> None:
 
 def test_kinds_that_may_not_trigger() -> None:
     history = [verdict(0, data=True), verdict(1, data=True)]
-    retrain, reasons = run(history, Policy(retrain_on=frozenset({"concept"})))
+    retrain, reasons = run(history, replace(POLICY, retrain_on=frozenset({"concept"})))
     assert not retrain
     assert "data drift confirmed (2 consecutive windows)" in reasons
 
@@ -127,7 +131,7 @@ def _after_promotion(windows: int, *, result: str = "promoted") -> list[WindowVe
 
 
 def test_follow_up_retrain_after_a_promotion() -> None:
-    policy = Policy(followup_windows=2)
+    policy = replace(POLICY, followup_windows=2)
     retrain, reasons = run(_after_promotion(1), policy)
     assert not retrain
     assert reasons[-1] == "follow-up retrain 1 of 3 in 1 window(s)"
@@ -138,13 +142,13 @@ def test_follow_up_retrain_after_a_promotion() -> None:
 
 
 def test_no_follow_up_after_a_rejected_drift_retrain() -> None:
-    retrain, reasons = run(_after_promotion(5, result="rejected"), Policy(followup_windows=2))
+    retrain, reasons = run(_after_promotion(5, result="rejected"), replace(POLICY, followup_windows=2))
     assert not retrain
     assert reasons == ["no drift confirmed"]
 
 
 def test_follow_ups_are_spaced_and_bounded_whatever_their_result() -> None:
-    policy = Policy(followup_windows=2, max_followups=2)
+    policy = replace(POLICY, followup_windows=2, max_followups=2)
     history = _after_promotion(2)[:-1]
     history.append(verdict(3, version="2", result="rejected", trigger=FOLLOW_UP))  # follow-up 1, lost
     assert not run([*history, verdict(4, version="2")], policy)[0]  # spaced: one window since
@@ -156,7 +160,7 @@ def test_follow_ups_are_spaced_and_bounded_whatever_their_result() -> None:
 
 
 def test_a_new_drift_promotion_starts_new_follow_ups() -> None:
-    policy = Policy(followup_windows=1, max_followups=1)
+    policy = replace(POLICY, followup_windows=1, max_followups=1)
     history = [*_after_promotion(0), verdict(2, version="2", result="promoted", trigger=FOLLOW_UP)]
     assert not run([*history, verdict(3, version="3")], policy)[0]
     history += [verdict(3, version="3", result="promoted", trigger="drift: concept")]
@@ -164,10 +168,10 @@ def test_a_new_drift_promotion_starts_new_follow_ups() -> None:
 
 
 def test_follow_up_needs_labelled_data_and_can_be_switched_off() -> None:
-    retrain, reasons = run(_after_promotion(2), Policy(), labelled_available=10)
+    retrain, reasons = run(_after_promotion(2), POLICY, labelled_available=10)
     assert not retrain
     assert reasons[-1].startswith("not enough labelled questions")
-    assert not run(_after_promotion(2), Policy(max_followups=0))[0]
+    assert not run(_after_promotion(2), replace(POLICY, max_followups=0))[0]
 
 
 def test_a_due_follow_up_runs_during_a_drift_cool_down() -> None:
@@ -176,7 +180,7 @@ def test_a_due_follow_up_runs_during_a_drift_cool_down() -> None:
     history = [*_after_promotion(1)[:-1], verdict(2, version="2", data=True)]
     d = decide(
         [*history, verdict(3, version="2", data=True)],
-        policy=Policy(followup_windows=2, cooldown_windows=3),
+        policy=replace(POLICY, followup_windows=2, cooldown_windows=3),
         now=T0,
         last_retrain_at=None,
         labelled_available=10_000,
@@ -197,12 +201,26 @@ def test_an_interrupted_retrain_counts_for_the_cool_down_and_starts_no_follow_up
     assert not retrain
     assert reasons[-1] == "cool-down: 1 of 3 windows since the last retrain"
     later = [*history, verdict(2, data=True), verdict(3, data=True)]
-    assert not run([*later, verdict(4)], Policy(followup_windows=1))[0]  # no follow-up: nothing was promoted
+    assert not run([*later, verdict(4)], replace(POLICY, followup_windows=1))[0]  # no follow-up: nothing was promoted
     assert run([*later, verdict(4, data=True)])[0]  # the cool-down is over: drift may retrain again
 
 
 def test_an_interrupted_follow_up_counts_as_one() -> None:
-    policy = Policy(followup_windows=1, max_followups=1)
+    policy = replace(POLICY, followup_windows=1, max_followups=1)
     history = [*_after_promotion(1), verdict(3, version="2", result="interrupted", trigger=FOLLOW_UP)]
     retrain, _ = run([*history, verdict(4, version="2")], policy)
     assert not retrain
+
+
+def test_the_policy_has_its_defaults_in_the_settings_alone() -> None:
+    fields = Settings.model_fields
+    defaults = Policy.from_settings(Settings.model_construct())
+    assert defaults.confirmations == fields["drift_confirmations"].default
+    assert defaults.cooldown_windows == fields["retrain_cooldown_windows"].default
+    assert defaults.cooldown_seconds == fields["retrain_cooldown_seconds"].default
+    assert defaults.min_labelled == fields["retrain_min_labelled"].default
+    assert defaults.followup_windows == fields["retrain_followup_windows"].default
+    assert defaults.max_followups == fields["retrain_max_followups"].default
+    assert defaults.retrain_on == {"data", "concept", "feature"}
+    chosen = Policy.from_settings(Settings(drift_confirmations=4, retrain_max_followups=0))
+    assert (chosen.confirmations, chosen.max_followups) == (4, 0)

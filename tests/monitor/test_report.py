@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.detect import Baseline, DriftInput, DriftResult, detect_drift, prepare
+from monitor.drift.detect import detect_drift, prepare
+from monitor.drift.types import Baseline, DriftInput, DriftResult, Thresholds
 from monitor.report import RunEntry, write_index, write_report
 from tagwatch.data import Question
 from tagwatch.history import AliasMoveRecord
@@ -19,6 +20,7 @@ from tagwatch.settings import Settings
 from tests.support import unseen_questions
 
 BASELINE = Baseline(micro_f1=0.5, samples_jaccard=0.4)
+THRESHOLDS = Thresholds.from_settings(Settings())
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +34,11 @@ def drifted(questions: list[Question], small_model: TagModel) -> DriftResult:
     reference = questions[:800]
     recent = [q for q in questions[800:] if q.created_at is not None and q.created_at.year >= 2022][:300]
     return detect_drift(
-        prepare(DriftInput(reference, [q.tags for q in reference]), small_model),
+        prepare(DriftInput(reference, [q.tags for q in reference]), small_model, THRESHOLDS),
         DriftInput(recent, [q.tags for q in recent]),
         small_model,
         BASELINE,
+        THRESHOLDS,
     )
 
 
@@ -43,7 +46,11 @@ def drifted(questions: list[Question], small_model: TagModel) -> DriftResult:
 def tiny(questions: list[Question], small_model: TagModel) -> DriftResult:
     reference = questions[:300]
     return detect_drift(
-        DriftInput(reference, [q.tags for q in reference]), DriftInput(questions[300:305]), small_model, BASELINE
+        DriftInput(reference, [q.tags for q in reference]),
+        DriftInput(questions[300:305]),
+        small_model,
+        BASELINE,
+        THRESHOLDS,
     )
 
 

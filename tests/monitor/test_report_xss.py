@@ -20,7 +20,8 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from monitor.detect import Baseline, DriftInput, detect_drift
+from monitor.drift.detect import detect_drift
+from monitor.drift.types import Baseline, DriftInput, Thresholds
 from monitor.job import Monitor
 from monitor.report import RunEntry, safe_data_script, write_index, write_report
 from service.app import create_app
@@ -277,6 +278,7 @@ def test_plain_page_escapes_every_value(
         DriftInput(current, [q.tags for q in current]),
         small_model,
         Baseline(micro_f1=0.5, samples_jaccard=0.4),
+        Thresholds.from_settings(Settings()),
     )
     assert tiny.snapshot is None
     reasons = [*tiny.concept.reasons, HOSTILE]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from monitor.drift.types import KINDS
 from tests.support import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +24,6 @@ REQUIRED_LABELS = {"severity", "component"}
 REQUIRED_ANNOTATIONS = {"summary", "description", "dashboard", "report"}
 SEVERITIES = {"page", "ticket"}
 COMPONENTS = {"service", "monitor", "model"}
-DRIFT_KINDS = {"data", "concept", "feature"}
 
 
 def _load(path: Path) -> Any:
@@ -75,7 +75,7 @@ def test_config_loads_both_rule_files_and_scrapes_the_stack() -> None:
     config = _load(CONFIG)
     assert [(CONFIG.parent / f).resolve() for f in config["rule_files"]] == [RECORDING, ALERTS]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"tagwatch-api", "tagwatch-monitor", "prometheus", "alertmanager"}
+    assert set(jobs) == {"tagwatch-api", "tagwatch-monitor", "tagwatch-retrain", "prometheus", "alertmanager"}
     assert jobs["tagwatch-api"]["dns_sd_configs"] == [
         {"names": ["api"], "type": "A", "port": 8000, "refresh_interval": "15s"}
     ]
@@ -107,7 +107,7 @@ def test_alerts_have_the_required_labels_and_annotations() -> None:
         assert annotations["report"] == "http://localhost:8080/reports/latest", name
         if "drift_confirmed" in alert["expr"]:
             kind = labels.get("kind")
-            assert kind in DRIFT_KINDS, name
+            assert kind in KINDS, name
             assert f'kind="{kind}"' in alert["expr"], name
 
 
@@ -149,11 +149,12 @@ def _exported_names() -> set[str]:
     """Every series name the service and the monitor can export (from the metric families, so that labelled metrics
     without a child yet count too)."""
     from monitor.metrics import MonitorMetrics
+    from retrain.metrics import RetrainMetrics
     from service.metrics import ServiceMetrics
 
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
     names: set[str] = set()
-    for registry in (ServiceMetrics().registry, MonitorMetrics().registry):
+    for registry in (ServiceMetrics().registry, MonitorMetrics().registry, RetrainMetrics().registry):
         for family in registry.collect():
             names.update(family.name + suffix for suffix in suffixes.get(family.type, [""]))
             names.update(sample.name for sample in family.samples)
