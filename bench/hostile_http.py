@@ -51,7 +51,7 @@ def serve(model_dir: Path, port: int, *, legacy: bool) -> None:
     """The child process: the real app on 127.0.0.1:``port`` (request log off, settings from the environment)."""
     import uvicorn
 
-    import tagwatch.model
+    import tagwatch.model.tagmodel
     from service.app import create_app
     from tagwatch.model import TagModel
     from tagwatch.settings import Settings
@@ -59,7 +59,7 @@ def serve(model_dir: Path, port: int, *, legacy: bool) -> None:
     if legacy:
         from bench import legacy_text
 
-        tagwatch.model.model_texts = legacy_text.model_texts
+        tagwatch.model.tagmodel.model_texts = legacy_text.model_texts
     app = create_app(Settings(), source=_OneModel(TagModel.load(model_dir)))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 

@@ -95,14 +95,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--name", default="memory", help="results file name under bench/results (.md, .json)")
+    parser.add_argument("--home", type=Path, default=HOME, help="TAGWATCH_HOME with a champion (default: the bench's)")
     args = parser.parse_args()
 
-    os.environ["TAGWATCH_HOME"] = str(HOME)
-    settings = Settings(home=HOME)
-    _champion(settings)
+    os.environ["TAGWATCH_HOME"] = str(args.home)
+    settings = Settings(home=args.home)
+    if args.home == HOME:
+        _champion(settings)
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "TAGWATCH_HOME": str(HOME), "TAGWATCH_DATABASE_URL": f"sqlite:///{tmp}/log.db"}
+        env = {**os.environ, "TAGWATCH_HOME": str(args.home), "TAGWATCH_DATABASE_URL": f"sqlite:///{tmp}/log.db"}
         proc = subprocess.Popen(
             [sys.executable, "-m", "commands.cli", "serve", "--port", str(port)],
             env=env,

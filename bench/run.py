@@ -35,7 +35,7 @@ def _champion(settings: Any) -> Any:
     from retrain.job import load_data, train_and_register
     from tagwatch.registry import Registry
 
-    registry = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
+    registry = Registry.from_settings(settings)
     if registry.champion_version() is None:
         print("bench: no model yet, training one on the bundled data ...", flush=True)
         train_and_register(settings, load_data(settings.data_path))

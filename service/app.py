@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -23,8 +23,14 @@ from service import auth, problems, schemas
 from service.guard import RequestGuard
 from service.metrics import OTHER_TAG, ServiceMetrics
 from service.model_holder import LoadedModel, ModelHolder, ModelSource
+from tagwatch.registry.resolver import ChampionResolver
 from tagwatch.settings import Settings, get_settings
 from tagwatch.text import TextInput, detect_format
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from service.requestlog import RequestLogWriter
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +76,12 @@ class MetricsMiddleware:
 class AppState:
     """What the lifespan builds and the routes use."""
 
-    def __init__(self, settings: Settings, metrics: ServiceMetrics, holder: ModelHolder) -> None:
+    def __init__(self, settings: Settings, metrics: ServiceMetrics, holder: ModelHolder, engine: "Engine") -> None:
         self.settings = settings
         self.metrics = metrics
         self.holder = holder
-        self.engine: Any = None
-        self.writer: Any = None
+        self.engine = engine
+        self.writer: RequestLogWriter | None = None
 
 
 def get_state(request: Request) -> AppState:
@@ -145,39 +151,39 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
         auth.log_configuration(settings)
         settings.home.mkdir(parents=True, exist_ok=True)
         settings.reports_dir.mkdir(parents=True, exist_ok=True)
-        model_source = source
-        if model_source is None:
-            from tagwatch.registry import Registry
-
-            model_source = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
+        # The champion is read from the registry's tables without the MLflow client (see tagwatch.registry.resolver).
+        model_source: ModelSource = source if source is not None else ChampionResolver.from_settings(settings)
         holder = ModelHolder(
             model_source,
             metrics=metrics,
             model_name=settings.model_name,
             label_tags=settings.metrics_top_tags,
         )
-        state = AppState(settings, metrics, holder)
-        app.state.tagwatch = state
         from tagwatch.db import make_engine, upgrade_database
 
-        if settings.auto_migrate:
-            await anyio.to_thread.run_sync(upgrade_database, settings.db_url)
-        state.engine = make_engine(settings.db_url)
-        if settings.log_enabled:
-            from service.requestlog import RequestLogWriter
+        # The champion loads (~1 s) in a thread while the database is migrated and the request log starts.
+        loading = asyncio.create_task(anyio.to_thread.run_sync(holder.check_and_reload))
+        try:
+            if settings.auto_migrate:
+                await anyio.to_thread.run_sync(upgrade_database, settings.db_url)
+            state = AppState(settings, metrics, holder, make_engine(settings.db_url))
+            app.state.tagwatch = state
+            if settings.log_enabled:
+                from service.requestlog import RequestLogWriter
 
-            state.writer = RequestLogWriter(
-                state.engine,
-                queue_size=settings.log_queue_size,
-                queue_bytes=settings.log_queue_bytes,
-                batch_size=settings.log_batch_size,
-                flush_interval=settings.log_flush_interval_seconds,
-                spill_dir=settings.spill_dir,
-                spill_max_bytes=settings.spill_max_bytes,
-                metrics=metrics,
-            )
-            state.writer.start()
-        await anyio.to_thread.run_sync(holder.check_and_reload)
+                state.writer = RequestLogWriter(
+                    state.engine,
+                    queue_size=settings.log_queue_size,
+                    queue_bytes=settings.log_queue_bytes,
+                    batch_size=settings.log_batch_size,
+                    flush_interval=settings.log_flush_interval_seconds,
+                    spill_dir=settings.spill_dir,
+                    spill_max_bytes=settings.spill_max_bytes,
+                    metrics=metrics,
+                )
+                state.writer.start()
+        finally:
+            await loading
         reloader = asyncio.create_task(_reload_loop(holder, settings.reload_interval_seconds))
         try:
             yield
@@ -188,6 +194,8 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             if state.writer is not None:
                 await anyio.to_thread.run_sync(state.writer.stop, settings.log_drain_seconds)
             state.engine.dispose()
+            if source is None and isinstance(model_source, ChampionResolver):  # ours to close
+                model_source.dispose()
 
     app = FastAPI(
         title="tagwatch",

@@ -99,7 +99,7 @@ def registry_with_champion(settings: Settings, small_model: TagModel, small_trai
     from retrain.evaluate import evaluate
     from tagwatch.registry import Registry
 
-    registry = Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
+    registry = Registry.from_settings(settings)
     holdout = small_training_set[:600]
     version = registry.register(
         copy.copy(small_model),

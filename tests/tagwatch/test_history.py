@@ -1,5 +1,5 @@
 """The history of alias moves: recorded and listed on SQLite and PostgreSQL, written by a registry built with
-``registry_for``, shown by ``tagwatch history`` and changed by ``tagwatch rollback --to``."""
+``Registry.from_settings(..., actor=...)``, shown by ``tagwatch history``, changed by ``tagwatch rollback --to``."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from commands.cli import app
 from tagwatch.db import make_engine, upgrade_database
 from tagwatch.history import AliasMoveRecord, Journal, list_moves, local_actor, record_move
-from tagwatch.registry import CHAMPION, PREVIOUS, Registry, registry_for
+from tagwatch.registry import CHAMPION, PREVIOUS, Registry
 from tagwatch.settings import Settings, get_settings
-from tests.tagwatch.test_registry import _register
+from tests.tagwatch.registry.support import register_tiny
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -129,10 +129,10 @@ def test_local_actor(monkeypatch: pytest.MonkeyPatch) -> None:
     assert local_actor() == "cli:unknown"
 
 
-def test_registry_for_records_into_the_request_log(settings: Settings) -> None:
-    registry = registry_for(settings, actor="cli:alice")
+def test_registry_from_settings_records_into_the_request_log(settings: Settings) -> None:
+    registry = Registry.from_settings(settings, actor="cli:alice")
     assert isinstance(registry.journal, Journal)
-    _, v1 = _register(registry)
+    _, v1 = register_tiny(registry)
     registry.promote(v1, trigger="init")
     engine = make_engine(settings.db_url)
     try:
@@ -180,9 +180,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def _three_promotions(settings: Settings) -> Registry:
     """Versions 1, 2, 3, each promoted by the monitor in turn (champion 3, previous 2)."""
-    registry = registry_for(settings, actor="monitor")
+    registry = Registry.from_settings(settings, actor="monitor")
     for seed in range(3):
-        _, version = _register(registry, seed=seed)
+        _, version = register_tiny(registry, seed=seed)
         registry.set_alias("challenger", version, trigger="drift: data")
         registry.promote(version, trigger="drift: data")
     assert (registry.champion_version(), registry.get_alias(PREVIOUS)) == ("3", "2")

@@ -11,6 +11,7 @@ from tagwatch.data import Question
 from tagwatch.model import ModelFormatError, TagModel
 from tagwatch.scoring import decision_matrix
 from tagwatch.text import TextInput, model_texts
+from tests.tagwatch.model.support import sklearn_vectorizers
 
 PANDAS_QUESTION = TextInput(
     "How to group a DataFrame by column and sum",
@@ -86,7 +87,7 @@ def test_transform_is_sklearn_tfidf(small_model: TagModel, unseen: list[Question
     reference = sp.hstack(
         [
             vec.transform([t if block.field == "title" else b for t, b in texts]) * block.weight
-            for block, vec in zip(small_model.features.blocks, small_model.features.vectorizers, strict=True)
+            for block, vec in zip(small_model.features.blocks, sklearn_vectorizers(small_model), strict=True)
         ]
     ).tocsr()
     assert x.shape == (100, len(small_model.feature_names()))
