@@ -1,16 +1,26 @@
-"""The monitor process: an APScheduler schedule running ``Monitor.run_once``, and its own /metrics endpoint."""
+"""The monitor process: an APScheduler schedule running ``Monitor.run_once`` (and, embedded, the retrain runner), and
+its own /metrics endpoint."""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from monitor.job import Monitor
+from monitor.job import Monitor, RunOutcome
 from monitor.metrics import MonitorMetrics
+from tagwatch.retrain_queue import PENDING
 from tagwatch.settings import Settings
 
+if TYPE_CHECKING:
+    from retrain.runner import RetrainRunner
+
 log = logging.getLogger(__name__)
+
+DRIFT_JOB = "drift-check"
+RETRAIN_JOB = "retrain"
+# start_scheduler's default runner: the embedded one when the settings ask for it (TAGWATCH_RETRAIN_RUNNER).
+FROM_SETTINGS: Final = "from-settings"
 
 
 def build_monitor(settings: Settings, *, metrics: MonitorMetrics | None = None) -> Monitor:
@@ -30,28 +40,74 @@ def build_monitor(settings: Settings, *, metrics: MonitorMetrics | None = None) 
     )
 
 
-def start_scheduler(monitor: Monitor, *, interval_seconds: float, background: bool, first_run_now: bool = True) -> Any:
-    """Run ``monitor.run_once`` every ``interval_seconds`` (never two at once; missed runs are merged).
+def filed_a_retrain(outcome: RunOutcome) -> bool:
+    """Whether the run filed a retrain request (still pending when the run ended)."""
+    return outcome.retrain is not None and outcome.retrain.get("result") == PENDING
+
+
+def start_scheduler(
+    monitor: Monitor,
+    *,
+    interval_seconds: float,
+    background: bool,
+    first_run_now: bool = True,
+    runner: RetrainRunner | Literal["from-settings"] | None = FROM_SETTINGS,
+    retrain_interval_seconds: float | None = None,
+) -> Any:
+    """Run ``monitor.run_once`` every ``interval_seconds`` (never two at once; missed runs are merged), and with a
+    ``runner`` ``runner.run_pending`` every ``retrain_interval_seconds`` (default ``TAGWATCH_RETRAIN_POLL_SECONDS``)
+    and at once when a drift run has filed a request. By default the runner is the embedded one
+    (``commands.retraining.embedded_runner``: none when ``TAGWATCH_RETRAIN_RUNNER=off``); None: no retrain job.
 
     Across processes too: each run holds the drift-run lock (``tagwatch.locks``), so a second monitor, or a
-    ``tagwatch drift-check``, skips its run while one is in progress instead of measuring and retraining beside it.
+    ``tagwatch drift-check``, skips its run while one is in progress instead of measuring beside it; each retrain holds
+    the promotion lock. The two jobs run in threads of their own: a long retrain never delays a drift run.
     """
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
 
+    if isinstance(runner, str):  # FROM_SETTINGS
+        from commands.retraining import embedded_runner
+
+        runner = embedded_runner(monitor)
     monitor.metrics.interval.set(interval_seconds)
     scheduler = BackgroundScheduler(timezone=UTC) if background else BlockingScheduler(timezone=UTC)
+
+    def drift_run() -> RunOutcome:
+        outcome = monitor.run_once()
+        if runner is not None and filed_a_retrain(outcome):
+            scheduler.modify_job(RETRAIN_JOB, next_run_time=datetime.now(UTC))  # wake the runner now
+        return outcome
+
     scheduler.add_job(
-        monitor.run_once,
+        drift_run,
         "interval",
         seconds=interval_seconds,
-        id="drift-check",
+        id=DRIFT_JOB,
         max_instances=1,
         coalesce=True,
         misfire_grace_time=max(1, int(interval_seconds)),
         next_run_time=datetime.now(UTC) if first_run_now else None,
     )
+    if runner is not None:
+        add_retrain_job(
+            scheduler, runner, interval_seconds=retrain_interval_seconds or runner.settings.retrain_poll_seconds
+        )
     return scheduler
+
+
+def add_retrain_job(scheduler: Any, runner: RetrainRunner, *, interval_seconds: float) -> None:
+    """Run ``runner.run_pending`` every ``interval_seconds``, the first time now (requests left by a stop run)."""
+    scheduler.add_job(
+        runner.run_pending,
+        "interval",
+        seconds=interval_seconds,
+        id=RETRAIN_JOB,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(1, int(interval_seconds)),
+        next_run_time=datetime.now(UTC),
+    )
 
 
 def serve_metrics(monitor: Monitor, *, host: str, port: int) -> Any:

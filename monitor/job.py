@@ -1,49 +1,65 @@
 """One monitor run: the window from the request log against the champion's reference, then the policy.
 
-window -> detect (monitor.detect) -> HTML report (monitor.report) -> drift_runs row -> gauges -> policy
-(monitor.policy) -> maybe a retrain (retrain.promote). ``Monitor`` keeps what does not change between runs of one
-champion (the loaded model, its prepared reference) and reloads it when the champion alias moves.
+window -> detect (monitor.drift) -> HTML report (monitor.report) -> drift_runs row -> gauges -> policy
+(monitor.policy) -> maybe a retrain request (tagwatch.retrain_queue), which a retrain runner (retrain.runner) claims
+and runs apart from the run. ``Monitor`` keeps what does not change between runs of one champion (the loaded model,
+its prepared reference) and reloads it when the champion alias moves.
 
 One run at a time across processes (``tagwatch.locks``): a run holds the drift-run lock from start to end (a run
-that finds it held is skipped and writes no row), and its retrain also holds the promotion lock (held by a manual
-retrain, promotion or rollback: the retrain is not started). Its drift_runs row is written when the run starts
-(status ``running``), again when a retrain starts (retrain result ``running``) and at the end. A row still
-``running`` when the next run holds the lock belongs to a process that died: it is marked failed, its retrain
-``interrupted``, and that retrain counts for the cool-down like any other, so a crash does not start it again at once.
+that finds it held is skipped and writes no row). Filing a retrain takes the promotion lock for a moment (held by a
+retrain, a manual promotion or a rollback: nothing is filed). Its drift_runs row is written when the run starts
+(status ``running``), again when it files a retrain (retrain result ``pending``) and at the end; the runner then writes
+the retrain's progress and outcome into the same row's ``retrain``. A row still ``running`` when the next run holds
+the lock belongs to a process that died: it is marked failed. A filed retrain counts for the cool-down from the run
+that filed it, whatever becomes of it (a runner that dies during it leaves it failed, never run again): no crash loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
+import math
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from monitor.metrics import KINDS, MonitorMetrics
+from monitor.drift.types import KINDS, Thresholds
+from monitor.metrics import MonitorMetrics
 from monitor.policy import Policy, WindowVerdict, decide
-from tagwatch.db import DriftRun, LoggedRequest, feedback_sources, fetch_requests
+from tagwatch.db import DriftRun, LoggedRequest, fetch_requests
 from tagwatch.locks import DRIFT_RUN, PROMOTION, hold
+from tagwatch.retrain_queue import (
+    INTERRUPTED,  # retrain["result"] of a retrain whose process ended before it finished
+    SKIPPED,
+    RetrainRequest,
+    drift_run_view,
+    file_request,
+    pending_or_running,
+    requests_of_runs,
+)
 from tagwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from monitor.drift.prepare import Prepared
+    from monitor.drift.types import Baseline, DriftResult
+    from tagwatch.model import TagModel
 
 log = logging.getLogger(__name__)
 
 HISTORY_RUNS = 50
 
-# drift_runs.status of a run in progress, and retrain["result"] of its retrain in progress.
+# drift_runs.status of a run in progress (and retrain["result"] of a retrain run inline by an older tagwatch).
 RUNNING = "running"
-# retrain["result"] of a retrain whose process ended before it finished (noticed by the next run).
-INTERRUPTED = "interrupted"
 INTERRUPTED_ERROR = "interrupted: the process ended during the run"
 LOCK_BUSY_REASON = "another monitor run is in progress (lock held)"
 PROMOTION_BUSY_REASON = "a retrain is already running elsewhere (promotion lock held): not started"
+# The actor of the requests the monitor files (and of the alias moves of their promotions).
+MONITOR_ACTOR = "monitor"
 
 
 @dataclass
@@ -52,7 +68,7 @@ class RunOutcome:
     status: str  # running (until it ends) | ok | skipped | failed
     started_at: datetime
     model_version: str | None
-    summary: dict[str, Any] | None = None
+    result: DriftResult | None = None  # what the detection found (None: the run ended before it)
     confirmed: dict[str, bool] = field(default_factory=dict)
     retrain_triggered: bool = False
     reasons: list[str] = field(default_factory=list)
@@ -61,7 +77,9 @@ class RunOutcome:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        kinds = (self.summary or {}).get("kinds", {})
+        """The run as JSON (``drift-check --json``): the result's JSON, per kind with the policy's confirmation."""
+        summary = self.result.to_dict() if self.result is not None else {}
+        kinds = summary.get("kinds", {})
         return {
             "run_id": self.id,
             "status": self.status,
@@ -79,67 +97,22 @@ class RunOutcome:
                 for k in KINDS
             },
             "decision": {"retrain": self.retrain_triggered, "reasons": self.reasons},
-            "label_free": (self.summary or {}).get("label_free"),
-            "emerging_tags": (self.summary or {}).get("emerging_tags", []),
-            "characteristic_words": (self.summary or {}).get("characteristic_words"),
-            "sizes": (self.summary or {}).get("sizes"),
+            "label_free": summary.get("label_free"),
+            "emerging_tags": summary.get("emerging_tags", []),
+            "characteristic_words": summary.get("characteristic_words"),
+            "sizes": summary.get("sizes"),
             "retrain": self.retrain,
             "report": self.report_path,
             "error": self.error,
         }
 
 
-def thresholds_from(settings: Settings) -> Any:
-    """The detection thresholds: ``monitor.detect.Thresholds`` defaults, with the ones set in the settings."""
-    from monitor.detect import Thresholds
-
-    given: dict[str, Any] = {
-        "text_auc": settings.drift_text_auc,
-        "f1_drop": settings.drift_f1_drop,
-        "emerging_share": settings.drift_emerging_share,
-        "importance_drop": settings.drift_importance_drop,
-        "min_current": settings.drift_min_current,
-        "min_feedback": settings.drift_min_feedback,
-    }
-    return Thresholds(**{k: v for k, v in given.items() if v is not None})
-
-
-def policy_from(settings: Settings) -> Policy:
-    return Policy(
-        confirmations=settings.drift_confirmations,
-        cooldown_windows=settings.retrain_cooldown_windows,
-        cooldown_seconds=settings.retrain_cooldown_seconds,
-        min_labelled=settings.retrain_min_labelled,
-        followup_windows=settings.retrain_followup_windows,
-        max_followups=settings.retrain_max_followups,
-    )
-
-
-def retrain_config_from(settings: Settings) -> Any:
-    from retrain.promote import RetrainConfig
-
-    return RetrainConfig(
-        window=settings.retrain_window,
-        min_labelled=settings.retrain_min_labelled,
-        holdout_fraction=settings.retrain_holdout_fraction,
-        max_holdout=settings.retrain_max_holdout,
-        reference_ratio=settings.retrain_reference_ratio,
-        reference_size=settings.retrain_reference_size,
-        min_improvement=settings.promotion_min_improvement,
-        max_tag_regression=settings.promotion_max_tag_regression,
-        guard_tolerance=settings.promotion_guard_tolerance,
-        guard_max_tag_drop=settings.promotion_guard_max_tag_drop,
-        confident_score=settings.feedback_confident_score,
-        suspect_contradiction=settings.feedback_suspect_contradiction,
-    )
-
-
 @dataclass
 class _Champion:
     version: str
-    model: Any
-    reference: Any  # monitor.detect.Prepared
-    baseline: Any  # monitor.detect.Baseline
+    model: TagModel
+    reference: Prepared
+    baseline: Baseline
 
 
 class Monitor:
@@ -158,8 +131,8 @@ class Monitor:
         self.engine = engine
         self.registry = registry
         self.metrics = metrics or MonitorMetrics()
-        self.thresholds = thresholds_from(settings)
-        self.policy = policy_from(settings)
+        self.thresholds = Thresholds.from_settings(settings)
+        self.policy = Policy.from_settings(settings)
         self.retrain_enabled = settings.auto_retrain if retrain_enabled is None else retrain_enabled
         self._champion: _Champion | None = None
         self._lock = threading.Lock()
@@ -168,7 +141,8 @@ class Monitor:
     def _load_champion(self, version: str) -> _Champion:
         if self._champion is not None and self._champion.version == version:
             return self._champion
-        from monitor.detect import Baseline, DriftInput, prepare
+        from monitor.drift.detect import prepare
+        from monitor.drift.types import Baseline, DriftInput
 
         model = self.registry.load_model(version)
         info = self.registry.version_info(version)
@@ -200,23 +174,25 @@ class Monitor:
         return list(reversed(rows))
 
     @staticmethod
-    def _verdict(run: DriftRun) -> WindowVerdict:
+    def _verdict(run: DriftRun, request: RetrainRequest | None = None) -> WindowVerdict:
+        """What the policy sees of a stored run. Its retrain is the request it filed (``request``), when there is one:
+        filed counts as started (a request skipped because the champion moved, not), its status is the result."""
         kinds = (run.summary or {}).get("kinds", {})
         return WindowVerdict(
             at=run.started_at,
             model_version=run.model_version or "",
             detected={k: bool(getattr(run, f"{k}_detected")) for k in KINDS},
             enough_data={k: bool(kinds.get(k, {}).get("enough_data", False)) for k in KINDS},
-            retrain_started=run.retrain_triggered,
-            retrain_result=(run.retrain or {}).get("result"),
-            retrain_trigger=(run.retrain or {}).get("trigger"),
+            retrain_started=run.retrain_triggered and (request is None or request.status != SKIPPED),
+            retrain_result=request.status if request is not None else (run.retrain or {}).get("result"),
+            retrain_trigger=request.reason if request is not None else (run.retrain or {}).get("trigger"),
         )
 
     @staticmethod
     def _is_window(run: DriftRun) -> bool:
-        """Whether a stored run is one of the policy's windows: a run that ended well, or a failed one that had started
-        a retrain (interrupted by the end of its process, or raising): the cool-down and the follow-ups must count
-        that retrain, or a crash during it would start it again at once (a crash loop)."""
+        """Whether a stored run is one of the policy's windows: a run that ended well, or a failed one that had filed
+        (or, in older tagwatch, started) a retrain: the cool-down and the follow-ups must count that retrain, or a
+        crash would start it again at once (a crash loop)."""
         return run.status == "ok" or (run.status == "failed" and run.retrain_triggered)
 
     # --- the run --------------------------------------------------------------------------------------------
@@ -269,13 +245,15 @@ class Monitor:
                 outcome.status = "skipped"
                 outcome.reasons = [f"window too small: {len(rows)} < {self.settings.min_window} requests"]
                 return self._finish(outcome, started, window=rows)
-            outcome.summary, outcome.report_path = self._detect(champion, rows, now)
-            history = [self._verdict(r) for r in self.history() if r.id != outcome.id and self._is_window(r)]
+            outcome.result, outcome.report_path = self._detect(champion, rows, now)
+            runs = [r for r in self.history() if r.id != outcome.id and self._is_window(r)]
+            filed = requests_of_runs(self.engine, [r.id for r in runs if r.retrain_triggered])
+            history = [self._verdict(r, filed.get(r.id)) for r in runs]
             current = WindowVerdict(
                 at=now,
                 model_version=version,
-                detected={k: outcome.summary["kinds"][k]["detected"] for k in KINDS},
-                enough_data={k: outcome.summary["kinds"][k]["enough_data"] for k in KINDS},
+                detected={k: r.detected for k, r in outcome.result.kinds.items()},
+                enough_data={k: r.enough_data for k, r in outcome.result.kinds.items()},
             )
             last_retrain = next((v.at for v in reversed(history) if v.retrain_started), None)
             labelled = fetch_requests(
@@ -296,7 +274,7 @@ class Monitor:
             if decision.retrain and not (allow_retrain and self.retrain_enabled):
                 outcome.reasons.append("auto-retrain is off: not started")
             elif decision.retrain:
-                self._start_retrain(outcome, labelled, rows, version=version, trigger=decision.trigger or "drift")
+                self._start_retrain(outcome, rows, version=version, trigger=decision.trigger or "drift", now=now)
             outcome.status = "ok"
             return self._finish(outcome, started, window=rows)
         except Exception as exc:
@@ -306,10 +284,11 @@ class Monitor:
             return self._finish(outcome, started, window=rows)
 
     def _mark_interrupted(self) -> None:
-        """Mark the rows still ``running`` as failed, and their retrain (if one was running) as interrupted.
+        """Mark the rows still ``running`` as failed (and a retrain an older tagwatch ran inline as interrupted).
 
         Only a run holding the drift-run lock calls this, so no run of any process is in progress: such a row is left
-        by a process that ended during its run (killed, out of memory, the machine went down).
+        by a process that ended during its run (killed, out of memory, the machine went down). A retrain it filed
+        stays filed: its request becomes claimable now that the run has ended.
         """
         with Session(self.engine) as session:
             stale = session.scalars(select(DriftRun).where(DriftRun.status == RUNNING)).all()
@@ -321,7 +300,7 @@ class Monitor:
             for row in stale:
                 row.status = "failed"
                 row.error = INTERRUPTED_ERROR
-                if row.retrain is not None and row.retrain.get("result") == RUNNING:
+                if row.retrain is not None and row.retrain.get("result") == RUNNING and "request_id" not in row.retrain:
                     if retrains == 0:  # read once, for every interrupted retrain
                         champion = self._champion_or_none()
                     retrains += 1
@@ -336,12 +315,9 @@ class Monitor:
                     "drift run %s (started %s) was interrupted%s: marked failed",
                     row.id,
                     row.started_at.isoformat(),
-                    " during its retrain" if row.retrain_triggered else "",
+                    " after filing a retrain" if row.retrain_triggered else "",
                 )
             session.commit()
-        # An interrupted retrain is a failed one for the metrics (and TagwatchRetrainFailed).
-        for _ in range(retrains):
-            self.metrics.retrains.labels("failed").inc()
 
     def _champion_or_none(self) -> str | None:
         try:
@@ -354,44 +330,49 @@ class Monitor:
     def _start_retrain(
         self,
         outcome: RunOutcome,
-        labelled: list[LoggedRequest],
         window: list[LoggedRequest],
         *,
         version: str,
         trigger: str,
+        now: datetime,
     ) -> None:
-        """The retrain the policy decided, holding the promotion lock: not started when someone else holds it (a
-        manual retrain, promotion or rollback) or when the champion moved since this run measured against it."""
-        with hold(self.engine, PROMOTION, model_name=self.settings.model_name) as held:
+        """File the retrain the policy decided (a retrain runner trains, judges and promotes): not filed when one is
+        already pending or running for the model, when someone holds the promotion lock (a retrain, a manual
+        promotion or a rollback), or when the champion moved since this run measured against it."""
+        model_name = self.settings.model_name
+        open_request = pending_or_running(self.engine, model_name=model_name)
+        if open_request is not None:
+            outcome.reasons.append(_already_filed(open_request))
+            return
+        with hold(self.engine, PROMOTION, model_name=model_name) as held:
             if not held:
                 outcome.reasons.append(PROMOTION_BUSY_REASON)
+                return
+            open_request = pending_or_running(self.engine, model_name=model_name)
+            if open_request is not None:  # filed by hand meanwhile
+                outcome.reasons.append(_already_filed(open_request))
                 return
             current = self.registry.champion_version()
             if current != version:
                 outcome.reasons.append(f"the champion moved during the run ({version} -> {current}): not started")
                 return
-            started_at = datetime.now(UTC).isoformat()
-            outcome.retrain_triggered = True
-            outcome.retrain = {
-                "result": RUNNING,
-                "trigger": trigger,
-                "started_at": started_at,
-                "parent_version": version,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-            }
-            # The "retrain started" row: what a process that dies from here on leaves behind.
-            self._store(outcome, window)
-            try:
-                result = self._retrain(labelled, trigger=trigger)
-            except Exception as exc:
-                outcome.retrain = {**outcome.retrain, "result": "failed", "error": f"{type(exc).__name__}: {exc}"}
-                self.metrics.retrains.labels("failed").inc()
-                raise
-            outcome.retrain = {**result, "started_at": started_at}
+            request = file_request(
+                self.engine,
+                model_name=model_name,
+                reason=trigger,
+                requested_by=MONITOR_ACTOR,
+                parent_version=version,
+                data_until=now,
+                drift_run_id=outcome.id,
+            )
+        outcome.retrain_triggered = True
+        outcome.retrain = drift_run_view(request)
+        # The "retrain filed" row: the request is claimable once this run has ended (stored at its end).
+        self._store(outcome, window)
 
-    def _detect(self, champion: _Champion, rows: list[LoggedRequest], now: datetime) -> tuple[dict[str, Any], str]:
-        from monitor.detect import DriftInput, detect_drift
+    def _detect(self, champion: _Champion, rows: list[LoggedRequest], now: datetime) -> tuple[DriftResult, str]:
+        from monitor.drift.detect import detect_drift
+        from monitor.drift.types import DriftInput
         from monitor.report import write_report
         from tagwatch.reports import report_filename
 
@@ -401,54 +382,32 @@ class Monitor:
             champion.reference, current, champion.model, champion.baseline, self.thresholds, seed=self.settings.seed
         )
         path = write_report(result, self.settings.reports_dir / report_filename(now))
-        summary = result.to_dict()
-        self._set_gauges(summary)
-        return summary, path.name
+        self._set_gauges(result)
+        return result, path.name
 
-    def _retrain(self, labelled: list[LoggedRequest], *, trigger: str) -> dict[str, Any]:
-        from retrain.promote import retrain
-
-        start = time.perf_counter()
-        outcome = retrain(
-            self.registry,
-            [r.as_question() for r in labelled],
-            config=retrain_config_from(self.settings),
-            top_n=self.settings.top_n_tags,
-            max_tags=self.settings.max_tags,
-            seed=self.settings.seed,
-            trigger=trigger,
-            feedback_sources=feedback_sources(labelled),
-        )
-        self.metrics.retrains.labels(outcome.result).inc()
-        self.metrics.retrain_duration.observe(time.perf_counter() - start)
-        self.metrics.last_retrain.set(time.time())
-        return outcome.to_dict()
-
-    def _set_gauges(self, summary: dict[str, Any]) -> None:
+    def _set_gauges(self, result: DriftResult) -> None:
         m = self.metrics
-        for kind in KINDS:
-            k = summary["kinds"][kind]
-            if k["score"] is not None:
-                m.drift_score.labels(kind).set(k["score"])
-            m.drift_threshold.labels(kind).set(k["threshold"])
-            m.drift_detected.labels(kind).set(1 if k["detected"] else 0)
-        concept = summary["kinds"]["concept"]["details"]
-        f1 = (concept.get("observed") or {}).get("micro_f1")
-        if isinstance(f1, int | float):
-            m.feedback_micro_f1.set(f1)
-        share = (concept.get("signals") or {}).get("emerging_share", {}).get("value")
-        if isinstance(share, int | float):
-            m.emerging_tag_share.set(share)
-        expected = (summary.get("label_free") or {}).get("current") or {}
-        if isinstance(expected.get("micro_f1"), int | float):
-            m.estimated_micro_f1.set(expected["micro_f1"])
-        sizes = summary.get("sizes", {})
-        m.window_questions.labels("all").set(sizes.get("current", 0))
-        m.window_questions.labels("labelled").set(sizes.get("feedback", 0))
+        for kind, r in result.kinds.items():
+            if r.score is not None and math.isfinite(r.score):
+                m.drift_score.labels(kind).set(r.score)
+            m.drift_threshold.labels(kind).set(r.threshold)
+            m.drift_detected.labels(kind).set(1 if r.detected else 0)
+        for gauge, value in (
+            (m.feedback_micro_f1, result.feedback_micro_f1),
+            (m.emerging_tag_share, result.emerging_share),
+            (m.estimated_micro_f1, result.estimated_micro_f1),
+        ):
+            if value is not None:
+                gauge.set(value)
+        m.window_questions.labels("all").set(result.sizes["current"])
+        m.window_questions.labels("labelled").set(result.sizes["feedback"])
 
     @staticmethod
     def _row_values(outcome: RunOutcome, window: list[LoggedRequest] | None) -> dict[str, Any]:
-        kinds = (outcome.summary or {}).get("kinds", {})
+        """The drift_runs row: where the typed result becomes JSON (``summary``, read by the dashboards and the
+        reports index) and per-kind columns."""
+        summary = outcome.result.to_dict() if outcome.result is not None else None
+        kinds = (summary or {}).get("kinds", {})
         return {
             "started_at": outcome.started_at,
             "finished_at": None if outcome.status == RUNNING else datetime.now(UTC),
@@ -463,7 +422,7 @@ class Monitor:
             "reasons": list(outcome.reasons),
             "retrain": dict(outcome.retrain) if outcome.retrain is not None else None,
             "report_path": outcome.report_path,
-            "summary": outcome.summary,
+            "summary": summary,
             "error": outcome.error,
             **{
                 f"{k}_{f}": kinds.get(k, {}).get(f, False if f == "detected" else None)
@@ -529,3 +488,7 @@ class Monitor:
             log.exception("could not read the model history for the reports index")
             moves = []
         write_index(entries, self.settings.reports_dir, moves=moves)
+
+
+def _already_filed(request: RetrainRequest) -> str:
+    return f"a retrain is already {request.status} (request {request.id}, {request.reason}): not filed again"

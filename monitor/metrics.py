@@ -1,10 +1,11 @@
-"""Every Prometheus metric the monitor exports, defined in one place, on a registry of its own."""
+"""Every Prometheus metric the monitor exports, defined in one place, on a registry of its own (the retrain
+metrics are the runner's: retrain/metrics.py, on this registry when the runner is embedded)."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-KINDS = ("data", "concept", "feature")
+from monitor.drift.types import KINDS
 
 
 class MonitorMetrics:
@@ -32,15 +33,20 @@ class MonitorMetrics:
             ["kind"],
             registry=r,
         )
+        # The three micro-F1s count the model's tags only (true tags outside them left out), as the model card does.
         self.feedback_micro_f1 = Gauge(
-            "tagwatch_feedback_micro_f1", "Micro-F1 of the served model on the latest window's feedback.", registry=r
+            "tagwatch_feedback_micro_f1",
+            "Micro-F1 over the model's tags of the served model on the latest window's feedback.",
+            registry=r,
         )
         self.baseline_micro_f1 = Gauge(
-            "tagwatch_baseline_micro_f1", "Micro-F1 of the served model on its own random hold-out.", registry=r
+            "tagwatch_baseline_micro_f1",
+            "Micro-F1 over the model's tags of the served model on its own random hold-out.",
+            registry=r,
         )
         self.estimated_micro_f1 = Gauge(
             "tagwatch_estimated_micro_f1",
-            "Label-free estimate of micro-F1 on the latest window, from the calibrated scores.",
+            "Label-free estimate of micro-F1 over the model's tags on the latest window, from the calibrated scores.",
             registry=r,
         )
         self.emerging_tag_share = Gauge(
@@ -74,21 +80,6 @@ class MonitorMetrics:
             "When a monitor run last finished successfully (Unix time).",
             registry=r,
         )
-        self.retrains = Counter(
-            "tagwatch_retrains_total",
-            "Retrains, by result (promoted, rejected, held: feedback suspected of poisoning, failed).",
-            ["result"],
-            registry=r,
-        )
-        self.retrain_duration = Histogram(
-            "tagwatch_retrain_duration_seconds",
-            "Duration of a retrain: training the challenger and comparing it with the champion.",
-            buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1200),
-            registry=r,
-        )
-        self.last_retrain = Gauge(
-            "tagwatch_retrain_last_timestamp_seconds", "When the latest retrain finished (Unix time).", registry=r
-        )
         self.champion_info = Gauge(
             "tagwatch_monitor_champion_info",
             "The champion the monitor measured against: 1 for its version.",
@@ -100,5 +91,3 @@ class MonitorMetrics:
                 g.labels(kind).set(0)
         for status in ("ok", "skipped", "failed"):
             self.runs.labels(status)
-        for result in ("promoted", "rejected", "held", "failed"):
-            self.retrains.labels(result)

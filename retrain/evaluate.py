@@ -3,7 +3,9 @@
 Metrics are computed over the model's tag vocabulary (``model.tags``), like the anchors they are compared with:
 a true tag outside the vocabulary is neither a hit nor a miss (``tag_coverage`` says how many true tags the
 vocabulary covers). Questions without any true tag in the vocabulary stay in, so the at-least-one-tag rule costs
-a false positive on each of them; ``no_vocabulary_tag_share`` says how many there were.
+a false positive on each of them; ``no_vocabulary_tag_share`` says how many there were. ``micro_f1`` is this
+micro-F1 over the model's tags; ``micro_f1_all_tags`` counts every true tag, those outside the vocabulary as misses
+(``retrain.compare.holdout_scores``: the F1 of the promotion comparison, the demo's and the backtest's windows).
 
 ``python -m retrain.evaluate`` runs the protocol: split both hold-outs off, train on the rest, evaluate on both,
 time prediction per question; it prints a Markdown table.
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from retrain.compare import holdout_scores
 from tagwatch.data import Question
 from tagwatch.model import TagModel
 from tagwatch.scoring import (
@@ -48,6 +51,7 @@ def evaluate(model: TagModel, questions: Sequence[Question]) -> dict[str, Any]:
     y_pred = binarize([[t for t, _ in row] for row in decided], model.tags)
     y_true = binarize([q.tags for q in questions], model.tags)
     precision, recall, f1 = micro_prf(y_true, y_pred)
+    all_tags = holdout_scores([[t for t, _ in row] for row in decided], [q.tags for q in questions])
     per_tag = per_tag_f1(y_true, y_pred)
     support = y_true.sum(axis=0)
     vocabulary = set(model.tags)
@@ -55,6 +59,7 @@ def evaluate(model: TagModel, questions: Sequence[Question]) -> dict[str, Any]:
     n_covered = sum(1 for q in questions for t in q.tags if t in vocabulary)
     return {
         "micro_f1": f1,
+        "micro_f1_all_tags": all_tags.micro_f1,
         "micro_precision": precision,
         "micro_recall": recall,
         "macro_f1": macro_f1(y_true, y_pred),
@@ -102,7 +107,8 @@ def run_protocol(
     **params: Any,
 ) -> dict[str, Any]:
     """Split, train, evaluate on both hold-outs, time single predictions; everything JSON-able."""
-    from retrain.train import split_holdouts, train_model
+    from retrain.split import split_holdouts
+    from retrain.train import train_model
 
     splits = split_holdouts(questions, time_fraction=time_fraction, random_fraction=random_fraction, seed=seed)
     t0 = time.perf_counter()
@@ -127,6 +133,7 @@ def run_protocol(
 
 METRIC_ROWS = (
     "micro_f1",
+    "micro_f1_all_tags",
     "micro_precision",
     "micro_recall",
     "macro_f1",

@@ -83,7 +83,8 @@ def train_and_register(
 
     ``actor``: who, recorded with the alias moves (default ``cli:<os user>``)."""
     from retrain.evaluate import evaluate
-    from retrain.train import split_holdouts, train_model
+    from retrain.split import split_holdouts
+    from retrain.train import train_model
     from tagwatch.history import local_actor
     from tagwatch.registry import registry_for
 

@@ -8,8 +8,9 @@ updates) three roles, ``<prefix>_api``, ``<prefix>_monitor`` and ``<prefix>_graf
   no UPDATE, no DELETE: feedback is append-only), reads ``alembic_version`` (a start-up with
   ``TAGWATCH_AUTO_MIGRATE=true`` then finds the schema at head and writes nothing), and only reads the registry (it
   loads the champion). Nothing on ``drift_runs`` or ``alias_moves``.
-- ``monitor`` (drift runs, retrain, promotion, rollback): reads the request log; writes ``drift_runs`` (INSERT, then
-  UPDATE when the run ends) and appends to ``alias_moves``; reads and writes every row of the registry (MLflow's
+- ``monitor`` (drift runs, the retrain runner, promotion, rollback): reads the request log; writes ``drift_runs``
+  (INSERT, then UPDATE when the run ends or its retrain moves on) and ``retrain_requests`` (INSERT when filed, UPDATE
+  when claimed and finished), appends to ``alias_moves``; reads and writes every row of the registry (MLflow's
   tables: runs, model versions, aliases, tags).
 - ``grafana`` (the dashboards' data source): SELECT on ``drift_runs`` and ``alias_moves``, the tables its panels and
   annotations query; nothing else (not the request log's question texts), and it cannot connect to the registry.
@@ -59,6 +60,8 @@ REQUEST_LOG_GRANTS: dict[str, dict[RoleKind, tuple[str, ...]]] = {
     "feedback": {"api": ("SELECT", "INSERT"), "monitor": ("SELECT",)},
     "drift_runs": {"monitor": ("SELECT", "INSERT", "UPDATE"), "grafana": ("SELECT",)},
     "alias_moves": {"monitor": ("SELECT", "INSERT"), "grafana": ("SELECT",)},
+    # Filed by the monitor, claimed and finished by the retrain runner (which runs as the monitor role).
+    "retrain_requests": {"monitor": ("SELECT", "INSERT", "UPDATE")},
     "alembic_version": {"api": ("SELECT",), "monitor": ("SELECT",)},
 }
 # The registry database (MLflow's tables): privileges on every table and sequence of the schema. Roles not named get

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typer
 
+from commands import retraining
 from commands.cli import deployment, model, monitor, registry, replay, serve, simulate
 from tagwatch.settings import get_settings
 
@@ -41,6 +42,7 @@ app.command("replay")(replay.replay)
 app.command("monitor")(monitor.monitor)
 app.command("drift-check")(monitor.drift_check)
 app.command("retrain")(registry.retrain_cmd)
+app.command("retrain-worker")(retraining.worker_command)
 app.command("rollback")(registry.rollback)
 app.command("history")(registry.history)
 app.command("backtest")(simulate.backtest)

@@ -43,9 +43,13 @@ def drift_check(
     Like a scheduled run it holds the drift-run lock: while another run (a running monitor's) holds it, nothing is
     measured (status skipped, no run recorded)."""
     setup_logging()
-    from commands.scheduler import build_monitor
+    from commands.retraining import embedded_runner, retrain_after
+    from commands.scheduler import build_monitor, filed_a_retrain
 
-    outcome = build_monitor(get_settings()).run_once(allow_retrain=not no_retrain)
+    mon = build_monitor(get_settings())
+    outcome = mon.run_once(allow_retrain=not no_retrain)
+    if filed_a_retrain(outcome):  # run now by the embedded runner (lock held elsewhere: left pending for its holder)
+        outcome = retrain_after(embedded_runner(mon), mon, outcome, wait=0)
     result = outcome.to_dict()
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))

@@ -19,32 +19,17 @@ def retrain_cmd(
 ) -> None:
     """Train a challenger on recent labelled requests now; promote it only if it beats the champion.
 
-    Holds the promotion lock: one retrain, promotion or rollback at a time, the monitor's included. Recorded in the
-    registry, not in drift_runs (the monitor's runs)."""
+    Files a retrain request and runs it at once, holding the promotion lock: one retrain, promotion or rollback at a
+    time, the monitor's included. Recorded in the registry and in retrain_requests, not in drift_runs (the monitor's
+    runs)."""
     setup_logging()
-    from retrain.config import RetrainConfig
-    from retrain.promote import retrain
-    from tagwatch.db import feedback_sources, fetch_requests, make_engine
+    from commands.retraining import retrain_now
     from tagwatch.history import local_actor
-    from tagwatch.locks import PROMOTION, LockBusy, promotion_lock
-    from tagwatch.registry import registry_for
+    from tagwatch.locks import PROMOTION, LockBusy
 
     settings = get_settings()
-    engine = make_engine(settings.db_url)
     try:
-        with promotion_lock(engine, settings.model_name, wait=wait):
-            labelled = fetch_requests(engine, with_feedback=True, limit=settings.retrain_window)
-            registry = registry_for(settings, actor=local_actor(), engine=engine)
-            outcome = retrain(
-                registry,
-                [r.as_question() for r in labelled],
-                config=RetrainConfig.from_settings(settings),
-                top_n=settings.top_n_tags,
-                max_tags=settings.max_tags,
-                seed=settings.seed,
-                trigger="manual",
-                feedback_sources=feedback_sources(labelled),
-            )
+        outcome = retrain_now(settings, actor=local_actor(), wait=wait)
     except LockBusy:
         message = "a retrain or promotion is running (monitor?): nothing done" + (
             f" after waiting {wait:g} s" if wait else "; --wait SECONDS waits for it"
@@ -53,8 +38,6 @@ def retrain_cmd(
             typer.echo(json.dumps({"result": "busy", "error": message, "lock": PROMOTION}, indent=2))
         typer.echo(f"tagwatch retrain: {message}", err=True)
         raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
     if as_json:
         result = {**outcome.to_dict(), "lock": PROMOTION, "recorded_in_drift_runs": False}
         typer.echo(json.dumps(result, indent=2, default=str))

@@ -232,6 +232,7 @@ def test_the_stack_has_the_designed_services() -> None:
         "api",
         "proxy",
         "monitor",
+        "retrain-worker",
         "prometheus",
         "alertmanager",
         "grafana",
@@ -331,7 +332,7 @@ def test_stateful_tagwatch_services_share_the_home_volume_and_the_databases() ->
     assert init_script == POSTGRES_INIT
     assert re.search(r"CREATE DATABASE registry\b", POSTGRES_INIT.read_text(), re.IGNORECASE)
     stateful = {n: s for n, s in tagwatch_services().items() if "TAGWATCH_DATABASE_URL" in (s.get("environment") or {})}
-    assert set(stateful) == {"init", "api", "monitor"}
+    assert set(stateful) == {"init", "api", "monitor", "retrain-worker"}
     for name, svc in tagwatch_services().items():
         env = svc.get("environment") or {}
         for key in env:
@@ -391,7 +392,9 @@ def test_only_init_connects_as_the_owner_and_every_process_as_its_own_role() -> 
     assert users["init"] == {(owner["POSTGRES_USER"], owner["POSTGRES_PASSWORD"])}
     assert users["api"] == {(role_name("api", prefix), example[ROLE_PASSWORDS["api"]])}
     assert users["monitor"] == {(role_name("monitor", prefix), example[ROLE_PASSWORDS["monitor"]])}
-    assert not any(users[name] for name in users if name not in ("init", "api", "monitor"))
+    # The retrain worker writes what the monitor's embedded runner writes: the monitor's role.
+    assert users["retrain-worker"] == users["monitor"]
+    assert not any(users[name] for name in users if name not in ("init", "api", "monitor", "retrain-worker"))
     # init makes the roles with the passwords the others log in with.
     init = services()["init"]["environment"]
     assert {kind: init[variable] for kind, variable in ROLE_PASSWORDS.items()} == {
@@ -407,7 +410,7 @@ def test_only_init_connects_as_the_owner_and_every_process_as_its_own_role() -> 
     assert holders == {
         "POSTGRES_PASSWORD": {"postgres", "init"},
         ROLE_PASSWORDS["api"]: {"init", "api"},
-        ROLE_PASSWORDS["monitor"]: {"init", "monitor"},
+        ROLE_PASSWORDS["monitor"]: {"init", "monitor", "retrain-worker"},
         ROLE_PASSWORDS["grafana"]: {"init", "grafana"},
     }
     assert len({example[v] for v in ("POSTGRES_PASSWORD", *ROLE_PASSWORDS.values())}) == 4
@@ -460,6 +463,9 @@ def test_prometheus_scrapes_the_compose_services_and_finds_its_rules() -> None:
     assert 8000 in _listening_ports(services()["api"])
     targets = [t for job in jobs.values() for sc in job.get("static_configs", []) for t in sc["targets"]]
     assert "monitor:9108" in targets
+    assert "retrain-worker:9109" in targets
+    # The monitor leaves the retrains to the worker (no runner embedded beside its drift job).
+    assert services()["monitor"]["environment"]["TAGWATCH_RETRAIN_RUNNER"] == "off"
     targets += [t for am in config["alerting"]["alertmanagers"] for sc in am["static_configs"] for t in sc["targets"]]
     for target in targets:
         _assert_reaches_a_service(target, "prometheus.yml")

@@ -73,7 +73,12 @@ def test_third_party_containers_check_their_secrets_before_starting() -> None:
 
 @pytest.mark.parametrize(
     ("service", "variable"),
-    [("init", "POSTGRES_PASSWORD"), ("api", "TAGWATCH_API_DB_PASSWORD"), ("monitor", "TAGWATCH_MONITOR_DB_PASSWORD")],
+    [
+        ("init", "POSTGRES_PASSWORD"),
+        ("api", "TAGWATCH_API_DB_PASSWORD"),
+        ("monitor", "TAGWATCH_MONITOR_DB_PASSWORD"),
+        ("retrain-worker", "TAGWATCH_MONITOR_DB_PASSWORD"),
+    ],
 )
 def test_tagwatch_processes_refuse_the_example_password(
     monkeypatch: pytest.MonkeyPatch, service: str, variable: str
@@ -134,7 +139,7 @@ def test_every_placeholder_of_the_env_example_stops_a_service() -> None:
         "GF_SECURITY_ADMIN_PASSWORD": {"grafana"},
         "POSTGRES_PASSWORD": {"postgres", "init"},
         "TAGWATCH_API_DB_PASSWORD": {"init", "api"},
-        "TAGWATCH_MONITOR_DB_PASSWORD": {"init", "monitor"},
+        "TAGWATCH_MONITOR_DB_PASSWORD": {"init", "monitor", "retrain-worker"},
         "TAGWATCH_GRAFANA_DB_PASSWORD": {"init", "grafana"},
         "TAGWATCH_REPLAY_KEY": {"api"},
     }

@@ -5,10 +5,11 @@ test's SQLite MLflow store and artifacts) under ``TAGWATCH_HOME``. Prints JSON l
 
 - ``runs N``: loads the champion, prints ``{"event": "ready"}``, waits for a line on stdin (so that the test starts
   several processes at the same moment), then calls ``Monitor.run_once`` until N runs held the drift-run lock (at most
-  150 s), printing ``{"event": "run", ...}`` per call and ``{"event": "retrain", ...}`` per retrain (its wall-clock
+  150 s), each followed by the embedded retrain runner when the run filed a retrain (as ``tagwatch monitor`` wakes
+  it), printing ``{"event": "run", ...}`` per call and ``{"event": "retrain", ...}`` per retrain (its wall-clock
   start and end), then ``{"event": "done"}``.
-- ``hang-in-retrain``: one run whose retrain prints ``{"event": "retraining"}`` and then sleeps until the process is
-  killed (the test SIGKILLs it there).
+- ``hang-in-retrain``: one run, then the embedded runner, whose retrain prints ``{"event": "retraining"}`` and then
+  sleeps until the process is killed (the test SIGKILLs it there).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import os
 import sys
 import time
 from typing import Any
+
+from commands.retraining import embedded_runner, retrain_after
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -44,9 +47,10 @@ def runs(n: int) -> None:
         emit("retrain", t0=t0, t1=time.time(), result=out.result, parent=out.parent_version)
         return out
 
-    # monitor.job imports retrain.promote.retrain when it calls it.
+    # The retrain runner looks retrain.promote.retrain up when it calls it.
     retrain.promote.retrain = timed_retrain
     monitor = build()
+    runner = embedded_runner(monitor)
     # The champion, its reference and the drift report's imports before the start signal, not during the race.
     monitor._load_champion(monitor.registry.champion_version())
     import evidently.metrics  # noqa: F401
@@ -60,6 +64,7 @@ def runs(n: int) -> None:
         t0 = time.time()
         outcome = monitor.run_once()
         t1 = time.time()
+        outcome = retrain_after(runner, monitor, outcome)
         retrain_result = (outcome.retrain or {}).get("result")
         emit("run", t0=t0, t1=t1, id=outcome.id, status=outcome.status, reasons=outcome.reasons, retrain=retrain_result)
         if outcome.id is not None:
@@ -78,8 +83,10 @@ def hang_in_retrain() -> None:
         raise SystemExit("not killed")
 
     retrain.promote.retrain = hang
-    outcome = build().run_once()
+    monitor = build()
+    outcome = monitor.run_once()
     emit("run", id=outcome.id, status=outcome.status, reasons=outcome.reasons)
+    retrain_after(embedded_runner(monitor), monitor, outcome)
 
 
 def main(argv: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""The monitor job on a real request log (SQLite and PostgreSQL) and a real registry."""
+"""The monitor job on a real request log (SQLite and PostgreSQL) and a real registry; the retrains it files run by the
+embedded retrain runner (commands.retraining), as in ``tagwatch monitor``."""
 
 from __future__ import annotations
 
@@ -9,13 +10,27 @@ import pytest
 from prometheus_client import generate_latest
 from sqlalchemy.orm import Session
 
-from monitor.job import Monitor
+from commands.retraining import embedded_runner, retrain_after
+from monitor.job import Monitor, RunOutcome
+from retrain.promote import RetrainOutcome
+from retrain.runner import RetrainRunner
 from tagwatch.data import Question
 from tagwatch.db import DriftRun, make_engine, upgrade_database
 from tagwatch.settings import Settings
 from tests.support import log_questions
 
 NOW = datetime.now(UTC)
+
+
+def runner_of(monitor: Monitor) -> RetrainRunner:
+    runner = embedded_runner(monitor)
+    assert runner is not None
+    return runner
+
+
+def run_and_retrain(monitor: Monitor, runner: RetrainRunner, **kwargs: Any) -> RunOutcome:
+    """One monitor run, then the retrain it filed (if any) run by the runner, as the embedded scheduler does."""
+    return retrain_after(runner, monitor, monitor.run_once(**kwargs))
 
 
 @pytest.fixture
@@ -80,13 +95,14 @@ def test_topic_swap_is_confirmed_and_retrains(
         database_url, window_size=600, drift_confirmations=2, retrain_window=1200, retrain_min_labelled=300
     )
     new_topic = [q for q in bundled_questions if q.created_at is not None and q.created_at.year >= 2022][:1200]
+    runner = runner_of(monitor)
     log_questions(monitor.engine, new_topic[:600], now=NOW)
-    first = monitor.run_once(now=NOW)
+    first = run_and_retrain(monitor, runner, now=NOW)
     assert first.status == "ok", first.error
     assert "data" in [k for k, v in first.to_dict()["kinds"].items() if v["detected"]]
     assert not first.retrain_triggered  # one window is not confirmation
     log_questions(monitor.engine, new_topic[600:], now=NOW)
-    second = monitor.run_once(now=NOW + timedelta(seconds=1))
+    second = run_and_retrain(monitor, runner, now=NOW + timedelta(seconds=1))
     assert second.confirmed["data"]
     assert second.retrain_triggered
     assert second.retrain is not None
@@ -106,9 +122,7 @@ def test_no_champion(settings: Settings, sqlite_url: str) -> None:
 
     upgrade_database(sqlite_url)
     engine = make_engine(sqlite_url)
-    monitor = Monitor(
-        settings, engine=engine, registry=Registry(settings.tracking_url, settings.artifacts_dir, settings.model_name)
-    )
+    monitor = Monitor(settings, engine=engine, registry=Registry.from_settings(settings))
     outcome = monitor.run_once()
     assert outcome.status == "skipped"
     assert outcome.reasons == ["no champion in the registry"]
@@ -138,30 +152,51 @@ def _free(engine: Any, name: str) -> bool:
         return got
 
 
-def test_the_row_is_written_when_the_run_and_its_retrain_start(drifted: Monitor, monkeypatch: Any) -> None:
+def test_the_row_is_written_when_the_run_files_its_retrain_and_as_the_runner_runs_it(
+    drifted: Monitor, monkeypatch: Any
+) -> None:
+    import retrain.promote
     from tagwatch.locks import DRIFT_RUN, PROMOTION
 
     other = make_engine(drifted.engine.url)
     seen: dict[str, Any] = {}
 
-    def retrain(labelled: list[Any], *, trigger: str) -> dict[str, Any]:
+    def fake_retrain(registry: Any, labelled: list[Any], **kwargs: Any) -> RetrainOutcome:
         (row,) = drifted.history()
         seen.update(row=row, locks=(_free(other, DRIFT_RUN), _free(other, PROMOTION)), n=len(labelled))
-        return {"result": "rejected", "challenger_version": "2", "trigger": trigger}
+        return RetrainOutcome(
+            result="rejected",
+            challenger_version="2",
+            champion_version="1",
+            parent_version="1",
+            comparison=None,
+            seconds=0.1,
+            trigger=kwargs["trigger"],
+        )
 
-    monkeypatch.setattr(drifted, "_retrain", retrain)
+    monkeypatch.setattr(retrain.promote, "retrain", fake_retrain)
     outcome = drifted.run_once()
     assert outcome.status == "ok", outcome.error
     assert outcome.retrain_triggered
-    # While the retrain ran, both locks were held and the row said so: a process dying now leaves this behind.
-    assert seen["locks"] == (False, False)
+    # Filed, not run: the run's row says so, and no lock is held once the run has ended.
+    (filed,) = drifted.history()
+    assert filed.retrain is not None
+    assert outcome.retrain is not None
+    assert filed.retrain == outcome.retrain
+    assert filed.retrain["result"] == "pending"
+    assert filed.retrain["parent_version"] == "1"
+    assert filed.retrain["trigger"].startswith("drift: ")
+    assert seen == {}
+    retrain_after(runner_of(drifted), drifted, outcome)
+    # While the retrain ran, the promotion lock was held and the row said so (a runner dying now leaves this
+    # behind); the drift-run lock was free: a long retrain no longer holds the next drift run back.
+    assert seen["locks"] == (True, False)
     assert seen["n"] == 600
     started = seen["row"]
     assert started.retrain is not None
-    assert outcome.retrain is not None
     assert started.id == outcome.id
-    assert started.status == "running"
-    assert started.finished_at is None
+    assert started.status == "ok"
+    assert started.finished_at is not None
     assert started.retrain_triggered
     assert started.retrain["result"] == "running"
     assert started.retrain["trigger"] == outcome.retrain["trigger"]
@@ -196,13 +231,18 @@ def test_a_promotion_elsewhere_holds_the_retrain_back(drifted: Monitor, monkeypa
     assert busy.retrain is None
     assert busy.reasons[-2].startswith("retrain: ")
     assert busy.reasons[-1] == PROMOTION_BUSY_REASON
-    # It did not count as a retrain: the next window retrains; a retrain that raises is recorded as failed.
-    monkeypatch.setattr(drifted, "_retrain", lambda labelled, *, trigger: 1 / 0)
-    failed = drifted.run_once()
-    assert failed.status == "failed"
-    assert failed.error == "ZeroDivisionError: division by zero"
+    # It did not count as a retrain: the next window files one; a retrain that raises is recorded as failed (in its
+    # request and in the run's row; the run itself ended well).
+    import retrain.promote
+
+    monkeypatch.setattr(retrain.promote, "retrain", lambda *args, **kwargs: 1 / 0)
+    failed = run_and_retrain(drifted, runner_of(drifted))
+    assert failed.status == "ok", failed.error
+    assert failed.retrain is not None
+    assert failed.retrain["result"] == "failed"
+    assert failed.retrain["error"] == "ZeroDivisionError: division by zero"
     row = drifted.history()[-1]
-    assert (row.status, row.retrain_triggered) == ("failed", True)
+    assert (row.status, row.retrain_triggered) == ("ok", True)
     assert row.retrain is not None
     assert row.retrain["result"] == "failed"
     assert row.retrain["error"] == "ZeroDivisionError: division by zero"

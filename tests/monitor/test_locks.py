@@ -1,8 +1,9 @@
 """One drift run and one promotion at a time, across processes (tagwatch/locks.py, monitor/job.py).
 
 The lock itself on a SQLite file, in-memory SQLite and PostgreSQL (a second holder is refused, released on exit,
-released when the holder's connection or process dies); then real monitor processes (tests/monitor/monitor_proc.py)
-against one request log and one registry: two of them racing, and one SIGKILLed during its retrain.
+released when the holder's connection or process dies); then real monitor processes with their embedded retrain
+runner (tests/monitor/monitor_proc.py) against one request log and one registry: two of them racing, and one
+SIGKILLed during its retrain.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from monitor.job import INTERRUPTED, INTERRUPTED_ERROR, LOCK_BUSY_REASON, Monitor
+from commands.retraining import embedded_runner
+from monitor.job import INTERRUPTED, LOCK_BUSY_REASON, Monitor
 from tagwatch.data import Question
 from tagwatch.db import DriftRun, make_engine, upgrade_database
 from tagwatch.locks import (
@@ -219,9 +221,15 @@ def test_cli_retrain_refuses_while_a_promotion_runs(cli_env: Settings) -> None:
     assert not (cli_env.home / "registry.db").exists()  # nothing was touched
 
 
+class _Champion1:
+    def champion_version(self) -> str:
+        return "1"
+
+
 def test_cli_retrain_holds_the_lock_and_records_no_drift_run(cli_env: Settings, monkeypatch: Any) -> None:
     import retrain.promote
     from commands.cli import app
+    from tagwatch.retrain_queue import RetrainRequest
 
     engine = make_engine(cli_env.db_url)
     seen: dict[str, Any] = {}
@@ -239,7 +247,7 @@ def test_cli_retrain_holds_the_lock_and_records_no_drift_run(cli_env: Settings, 
         )
 
     monkeypatch.setattr(retrain.promote, "retrain", fake_retrain)
-    monkeypatch.setattr("tagwatch.registry.registry_for", lambda *a, **k: object())
+    monkeypatch.setattr("tagwatch.registry.registry_for", lambda *a, **k: _Champion1())
     result = CliRunner().invoke(app, ["retrain", "--json"])
     assert result.exit_code == 0, result.output
     assert seen == {"free": False, "trigger": "manual"}
@@ -250,6 +258,12 @@ def test_cli_retrain_holds_the_lock_and_records_no_drift_run(cli_env: Settings, 
     assert free(engine, PROMOTION)
     with Session(engine) as session:
         assert session.query(DriftRun).count() == 0
+        # One request, filed and run at once: manual, by the user, with its outcome.
+        (request,) = session.scalars(select(RetrainRequest)).all()
+        assert (request.reason, request.status, request.drift_run_id) == ("manual", "rejected", None)
+        assert request.requested_by.startswith("cli:")
+        assert request.outcome is not None
+        assert request.outcome["challenger_version"] == "2"
     engine.dispose()
 
 
@@ -398,16 +412,21 @@ def test_two_monitor_processes_never_run_or_promote_at_once(
 def test_a_monitor_killed_during_its_retrain_does_not_retrain_again_at_once(
     registry_with_champion: Any, settings: Settings, database_url: str, drifted_log: Any, tmp_path: Path
 ) -> None:
+    from tagwatch.retrain_queue import FAILED, INTERRUPTED_ERROR, RetrainRequest
+
     engine = drifted_log(database_url)
     mine = monitor_settings(settings, database_url)
     log_path = tmp_path / "monitor.log"
     proc = start_monitor(monitor_env(mine), log_path, "hang-in-retrain")
     monitor = Monitor(mine, engine=engine, registry=registry_with_champion)
+    runner = embedded_runner(monitor)
+    assert runner is not None
     try:
         next_event(proc, log_path, "retraining")
         (row,) = runs_in(engine)
-        assert row.status == "running"
-        assert row.finished_at is None
+        # The run ended when it filed the retrain; its runner claimed it and is training.
+        assert row.status == "ok"
+        assert row.finished_at is not None
         assert row.retrain_triggered
         assert row.retrain is not None
         assert row.retrain["result"] == "running"
@@ -415,38 +434,48 @@ def test_a_monitor_killed_during_its_retrain_does_not_retrain_again_at_once(
         assert row.retrain["pid"] == proc.pid
         assert any(row.confirmed.values())
         assert row.summary is not None
-        # While it runs, another monitor's run is skipped, and a manual retrain refused.
+        # While it runs, another monitor's run is not held back (the retrain holds no drift-run lock) and files no
+        # second retrain; a manual retrain is refused, and another runner leaves the request alone.
         busy = monitor.run_once()
-        assert (busy.id, busy.status, busy.reasons) == (None, "skipped", [LOCK_BUSY_REASON])
+        assert busy.status == "ok", busy.error
+        assert not busy.retrain_triggered
+        assert busy.reasons[-1] == "cool-down: 1 of 3 windows since the last retrain"
         with pytest.raises(LockBusy), promotion_lock(engine, MODEL):
             pass
+        assert runner.run_pending() == []
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         proc.kill()
         proc.wait()
-    wait_until(lambda: free(engine), timeout=10, what="the killed monitor's lock to be released")
+    wait_until(lambda: free(engine, PROMOTION), timeout=10, what="the killed runner's lock to be released")
 
+    # The next runner finds the request left running: failed, once, and not run again.
+    assert runner.run_pending() == []
+    assert runner.run_pending() == []
+    with Session(engine) as session:
+        (request,) = session.scalars(select(RetrainRequest)).all()
+        assert (request.status, request.error) == (FAILED, INTERRUPTED_ERROR)
     after = monitor.run_once()
     assert after.status == "ok", after.error
-    stale, current = runs_in(engine)
+    stale, _busy, current = runs_in(engine)
     assert stale.id == row.id
-    assert stale.status == "failed"
-    assert stale.error == INTERRUPTED_ERROR
+    assert stale.status == "ok"
     assert stale.retrain is not None
     assert stale.retrain["result"] == INTERRUPTED
+    assert stale.retrain["error"] == INTERRUPTED_ERROR
     assert stale.retrain["trigger"] == row.retrain["trigger"]
     assert stale.retrain["champion_version_when_noticed"] == "1"
     # The drift is still confirmed, but the interrupted retrain counts for the cool-down: no crash loop.
     assert current.id == after.id
     assert any(after.confirmed.values())
     assert not after.retrain_triggered
-    assert after.reasons[-1] == "cool-down: 1 of 3 windows since the last retrain"
+    assert after.reasons[-1] == "cool-down: 2 of 3 windows since the last retrain"
     assert [v.version for v in registry_with_champion.list_versions()] == ["1"]
     assert registry_with_champion.champion_version() == "1"
     samples = {
         s.labels.get("result"): s.value
-        for m in monitor.metrics.retrains.collect()
+        for m in runner.metrics.retrains.collect()
         for s in m.samples
         if s.name.endswith("_total")
     }

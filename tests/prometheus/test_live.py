@@ -76,6 +76,8 @@ def prometheus_config(tmp: Path, *, api: str, monitor: str, alertmanager: str, p
     config = yaml.safe_load((ROOT / "prometheus.yml").read_text())
     config["global"].update(scrape_interval=FAST, evaluation_interval=FAST, scrape_timeout=FAST)
     targets = {"tagwatch-api": api, "tagwatch-monitor": monitor, "alertmanager": alertmanager, "prometheus": prometheus}
+    # No retrain worker here: the runner is embedded in the monitor, its metrics on the monitor's endpoint.
+    config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] != "tagwatch-retrain"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == set(targets), f"scrape jobs changed: {sorted(jobs)}"
     for name, job in jobs.items():

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from retrain.evaluate import evaluate, markdown_table, run_protocol, time_predictions
-from retrain.train import split_holdouts, train_model
+from retrain.split import split_holdouts
+from retrain.train import train_model
 from tagwatch.data import Question
 from tagwatch.model import TagModel
 from tagwatch.scoring import binarize, micro_prf

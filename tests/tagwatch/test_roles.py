@@ -290,9 +290,14 @@ def expected_privileges(stack: Stack) -> dict[str, Any]:
         "feedback": {"api": {"SELECT", "INSERT"}, "monitor": {"SELECT"}},
         "drift_runs": {"monitor": {"SELECT", "INSERT", "UPDATE"}, "grafana": {"SELECT"}},
         "alias_moves": {"monitor": {"SELECT", "INSERT"}, "grafana": {"SELECT"}},
+        "retrain_requests": {"monitor": {"SELECT", "INSERT", "UPDATE"}},
         "alembic_version": {"api": {"SELECT"}, "monitor": {"SELECT"}},
     }
-    log_sequences = {"drift_runs_id_seq": {"monitor": {"USAGE"}}, "alias_moves_id_seq": {"monitor": {"USAGE"}}}
+    log_sequences = {
+        "drift_runs_id_seq": {"monitor": {"USAGE"}},
+        "alias_moves_id_seq": {"monitor": {"USAGE"}},
+        "retrain_requests_id_seq": {"monitor": {"USAGE"}},
+    }
     registry_tables = {"api": {"SELECT"}, "monitor": {"SELECT", "INSERT", "UPDATE", "DELETE"}}
     out: dict[str, Any] = {}
     for kind in ROLE_KINDS:

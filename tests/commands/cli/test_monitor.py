@@ -71,6 +71,7 @@ class FakeOutcome:
     kinds: dict[str, Any] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
     report: str | None = None
+    retrain: dict[str, Any] | None = None  # what it filed (nothing here)
 
     def to_dict(self) -> dict[str, Any]:
         return {

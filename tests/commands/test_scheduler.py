@@ -1,0 +1,125 @@
+"""The monitor process's scheduler: the drift job, the embedded retrain job, and the wake-up between them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from commands.scheduler import DRIFT_JOB, RETRAIN_JOB, filed_a_retrain, start_scheduler
+from monitor.job import RunOutcome
+from monitor.metrics import MonitorMetrics
+from tagwatch.settings import Settings
+
+HOUR = 3600.0
+
+
+class StubMonitor:
+    """What the scheduler asks of a monitor: ``run_once`` and ``metrics``; each run files a retrain or not."""
+
+    def __init__(self, files: list[bool]) -> None:
+        self.metrics = MonitorMetrics()
+        self.files = files
+        self.runs = threading.Semaphore(0)
+
+    def run_once(self) -> RunOutcome:
+        outcome = RunOutcome(id=1, status="ok", started_at=datetime.now(UTC), model_version="1")
+        if self.files.pop(0):
+            outcome.retrain_triggered = True
+            outcome.retrain = {"result": "pending", "request_id": 1, "trigger": "drift: data"}
+        self.runs.release()
+        return outcome
+
+
+class StubRunner:
+    def __init__(self, tmp_path: Path) -> None:
+        self.settings = Settings(home=tmp_path, retrain_poll_seconds=HOUR)
+        self.calls = threading.Semaphore(0)
+
+    def run_pending(self) -> list[Any]:
+        self.calls.release()
+        return []
+
+
+def _start(monitor: StubMonitor, runner: StubRunner | None) -> Any:
+    scheduler = start_scheduler(
+        monitor,  # type: ignore[arg-type]
+        interval_seconds=HOUR,
+        background=True,
+        first_run_now=False,
+        runner=runner,  # type: ignore[arg-type]
+    )
+    scheduler.start()
+    return scheduler
+
+
+def _run_drift_now(scheduler: Any, monitor: StubMonitor) -> None:
+    scheduler.modify_job(DRIFT_JOB, next_run_time=datetime.now(UTC))
+    assert monitor.runs.acquire(timeout=10), "the drift job did not run"
+
+
+def test_both_jobs_are_scheduled_with_a_runner(tmp_path: Path) -> None:
+    monitor, runner = StubMonitor([]), StubRunner(tmp_path)
+    scheduler = _start(monitor, runner)
+    try:
+        jobs = {job.id: job for job in scheduler.get_jobs()}
+        assert set(jobs) == {DRIFT_JOB, RETRAIN_JOB}
+        assert jobs[DRIFT_JOB].trigger.interval.total_seconds() == HOUR
+        assert jobs[RETRAIN_JOB].trigger.interval.total_seconds() == HOUR  # TAGWATCH_RETRAIN_POLL_SECONDS
+        assert jobs[RETRAIN_JOB].max_instances == 1
+        # The runner's first poll is at start: requests left by the last stop run at once.
+        assert runner.calls.acquire(timeout=10)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert monitor.metrics.interval._value.get() == HOUR
+
+
+def test_without_a_runner_only_the_drift_job_runs(tmp_path: Path) -> None:
+    monitor = StubMonitor([True])
+    scheduler = _start(monitor, None)
+    try:
+        assert [job.id for job in scheduler.get_jobs()] == [DRIFT_JOB]
+        _run_drift_now(scheduler, monitor)  # files, and there is nobody to wake: no error
+    finally:
+        scheduler.shutdown(wait=True)
+
+
+def test_a_filed_retrain_wakes_the_runner_at_once(tmp_path: Path) -> None:
+    monitor, runner = StubMonitor([False, True]), StubRunner(tmp_path)
+    scheduler = _start(monitor, runner)
+    try:
+        assert runner.calls.acquire(timeout=10)  # the start-up poll
+        _run_drift_now(scheduler, monitor)  # files nothing: the runner sleeps on (its interval is an hour)
+        assert not runner.calls.acquire(timeout=0.5)
+        start = time.monotonic()
+        _run_drift_now(scheduler, monitor)  # files a retrain
+        assert runner.calls.acquire(timeout=10), "the runner was not woken"
+        assert time.monotonic() - start < 10
+    finally:
+        scheduler.shutdown(wait=True)
+
+
+def test_filed_a_retrain() -> None:
+    outcome = RunOutcome(id=1, status="ok", started_at=datetime.now(UTC), model_version="1")
+    assert not filed_a_retrain(outcome)
+    outcome.retrain = {"result": "promoted"}
+    assert not filed_a_retrain(outcome)
+    outcome.retrain = {"result": "pending"}
+    assert filed_a_retrain(outcome)
+
+
+def test_by_default_the_runner_is_the_embedded_one_the_settings_ask_for(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    for setting, jobs in (("embedded", {DRIFT_JOB, RETRAIN_JOB}), ("off", {DRIFT_JOB})):
+        monitor = StubMonitor([])
+        # What embedded_runner takes from the monitor: its settings, engine, registry and metrics registry.
+        monitor.settings = Settings(home=tmp_path, retrain_runner=setting)  # type: ignore[attr-defined]
+        monitor.engine = monitor.registry = None  # type: ignore[attr-defined]
+        scheduler = start_scheduler(monitor, interval_seconds=HOUR, background=True)  # type: ignore[arg-type]
+        assert {job.id for job in scheduler.get_jobs()} == jobs, setting
+        exported = generate_latest(monitor.metrics.registry).decode()
+        # Embedded, the runner's metrics are on the monitor's /metrics.
+        assert ("tagwatch_retrains_total" in exported) == (setting == "embedded")
