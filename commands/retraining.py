@@ -15,7 +15,8 @@ import typer
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from monitor.job import Monitor, RunOutcome
+    from monitor.job import Monitor
+    from monitor.runs import RunOutcome
     from retrain.metrics import RetrainMetrics
     from retrain.promote import ChallengerRegistry, RetrainOutcome
     from retrain.runner import RetrainRunner

@@ -7,8 +7,9 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from monitor.job import Monitor, RunOutcome
+from monitor.job import Monitor
 from monitor.metrics import MonitorMetrics
+from monitor.runs import RunOutcome
 from tagwatch.retrain_queue import PENDING
 from tagwatch.settings import Settings
 

@@ -21,21 +21,20 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
+from monitor import runs
 from monitor.drift.types import KINDS, Thresholds
 from monitor.metrics import MonitorMetrics
 from monitor.policy import Policy, WindowVerdict, decide
+from monitor.runs import RUNNING, RunOutcome
 from tagwatch.db import DriftRun, LoggedRequest, fetch_requests
 from tagwatch.locks import DRIFT_RUN, PROMOTION, hold
 from tagwatch.retrain_queue import (
-    INTERRUPTED,  # retrain["result"] of a retrain whose process ended before it finished
-    SKIPPED,
     RetrainRequest,
     drift_run_view,
     file_request,
@@ -51,60 +50,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HISTORY_RUNS = 50
-
-# drift_runs.status of a run in progress (and retrain["result"] of a retrain run inline by an older tagwatch).
-RUNNING = "running"
-INTERRUPTED_ERROR = "interrupted: the process ended during the run"
 LOCK_BUSY_REASON = "another monitor run is in progress (lock held)"
 PROMOTION_BUSY_REASON = "a retrain is already running elsewhere (promotion lock held): not started"
 # The actor of the requests the monitor files (and of the alias moves of their promotions).
 MONITOR_ACTOR = "monitor"
-
-
-@dataclass
-class RunOutcome:
-    id: int | None  # None: no drift_runs row (the drift-run lock was held elsewhere, or the row could not be stored)
-    status: str  # running (until it ends) | ok | skipped | failed
-    started_at: datetime
-    model_version: str | None
-    result: DriftResult | None = None  # what the detection found (None: the run ended before it)
-    confirmed: dict[str, bool] = field(default_factory=dict)
-    retrain_triggered: bool = False
-    reasons: list[str] = field(default_factory=list)
-    retrain: dict[str, Any] | None = None
-    report_path: str | None = None
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The run as JSON (``drift-check --json``): the result's JSON, per kind with the policy's confirmation."""
-        summary = self.result.to_dict() if self.result is not None else {}
-        kinds = summary.get("kinds", {})
-        return {
-            "run_id": self.id,
-            "status": self.status,
-            "started_at": self.started_at.isoformat(),
-            "model_version": self.model_version,
-            "kinds": {
-                k: {
-                    "score": kinds.get(k, {}).get("score"),
-                    "threshold": kinds.get(k, {}).get("threshold"),
-                    "detected": kinds.get(k, {}).get("detected", False),
-                    "confirmed": self.confirmed.get(k, False),
-                    "enough_data": kinds.get(k, {}).get("enough_data", False),
-                    "reasons": kinds.get(k, {}).get("reasons", []),
-                }
-                for k in KINDS
-            },
-            "decision": {"retrain": self.retrain_triggered, "reasons": self.reasons},
-            "label_free": summary.get("label_free"),
-            "emerging_tags": summary.get("emerging_tags", []),
-            "characteristic_words": summary.get("characteristic_words"),
-            "sizes": summary.get("sizes"),
-            "retrain": self.retrain,
-            "report": self.report_path,
-            "error": self.error,
-        }
 
 
 @dataclass
@@ -164,37 +113,6 @@ class Monitor:
         self.metrics.baseline_micro_f1.set(float(baseline_metrics["micro_f1"]))
         return self._champion
 
-    # --- history --------------------------------------------------------------------------------------------
-    def history(self, limit: int = HISTORY_RUNS) -> list[DriftRun]:
-        with Session(self.engine) as session:
-            rows = session.scalars(
-                select(DriftRun).order_by(DriftRun.started_at.desc(), DriftRun.id.desc()).limit(limit)
-            ).all()
-            session.expunge_all()
-        return list(reversed(rows))
-
-    @staticmethod
-    def _verdict(run: DriftRun, request: RetrainRequest | None = None) -> WindowVerdict:
-        """What the policy sees of a stored run. Its retrain is the request it filed (``request``), when there is one:
-        filed counts as started (a request skipped because the champion moved, not), its status is the result."""
-        kinds = (run.summary or {}).get("kinds", {})
-        return WindowVerdict(
-            at=run.started_at,
-            model_version=run.model_version or "",
-            detected={k: bool(getattr(run, f"{k}_detected")) for k in KINDS},
-            enough_data={k: bool(kinds.get(k, {}).get("enough_data", False)) for k in KINDS},
-            retrain_started=run.retrain_triggered and (request is None or request.status != SKIPPED),
-            retrain_result=request.status if request is not None else (run.retrain or {}).get("result"),
-            retrain_trigger=request.reason if request is not None else (run.retrain or {}).get("trigger"),
-        )
-
-    @staticmethod
-    def _is_window(run: DriftRun) -> bool:
-        """Whether a stored run is one of the policy's windows: a run that ended well, or a failed one that had filed
-        (or, in older tagwatch, started) a retrain: the cool-down and the follow-ups must count that retrain, or a
-        crash would start it again at once (a crash loop)."""
-        return run.status == "ok" or (run.status == "failed" and run.retrain_triggered)
-
     # --- the run --------------------------------------------------------------------------------------------
     def run_once(self, *, now: datetime | None = None, allow_retrain: bool = True) -> RunOutcome:
         """One run, holding the drift-run lock. Callers in this process wait for each other; when another process
@@ -229,8 +147,8 @@ class Monitor:
         outcome = RunOutcome(id=None, status=RUNNING, started_at=now, model_version=None)
         rows: list[LoggedRequest] | None = None
         try:
-            self._mark_interrupted()
-            self._store(outcome)  # the run's row, "running" until the run ends
+            runs.mark_interrupted(self.engine, self._champion_or_none)
+            runs.store(self.engine, outcome)  # the run's row, "running" until the run ends
             version = outcome.model_version = self.registry.champion_version()
             if version is None:
                 outcome.status = "skipped"
@@ -246,9 +164,9 @@ class Monitor:
                 outcome.reasons = [f"window too small: {len(rows)} < {self.settings.min_window} requests"]
                 return self._finish(outcome, started, window=rows)
             outcome.result, outcome.report_path = self._detect(champion, rows, now)
-            runs = [r for r in self.history() if r.id != outcome.id and self._is_window(r)]
-            filed = requests_of_runs(self.engine, [r.id for r in runs if r.retrain_triggered])
-            history = [self._verdict(r, filed.get(r.id)) for r in runs]
+            stored = [r for r in self.history() if r.id != outcome.id and runs.is_window(r)]
+            filed = requests_of_runs(self.engine, [r.id for r in stored if r.retrain_triggered])
+            history = [runs.verdict(r, filed.get(r.id)) for r in stored]
             current = WindowVerdict(
                 at=now,
                 model_version=version,
@@ -283,41 +201,9 @@ class Monitor:
             outcome.error = f"{type(exc).__name__}: {exc}"
             return self._finish(outcome, started, window=rows)
 
-    def _mark_interrupted(self) -> None:
-        """Mark the rows still ``running`` as failed (and a retrain an older tagwatch ran inline as interrupted).
-
-        Only a run holding the drift-run lock calls this, so no run of any process is in progress: such a row is left
-        by a process that ended during its run (killed, out of memory, the machine went down). A retrain it filed
-        stays filed: its request becomes claimable now that the run has ended.
-        """
-        with Session(self.engine) as session:
-            stale = session.scalars(select(DriftRun).where(DriftRun.status == RUNNING)).all()
-            if not stale:
-                return
-            noticed = datetime.now(UTC).isoformat()
-            champion: str | None = None
-            retrains = 0
-            for row in stale:
-                row.status = "failed"
-                row.error = INTERRUPTED_ERROR
-                if row.retrain is not None and row.retrain.get("result") == RUNNING and "request_id" not in row.retrain:
-                    if retrains == 0:  # read once, for every interrupted retrain
-                        champion = self._champion_or_none()
-                    retrains += 1
-                    row.retrain = {
-                        **row.retrain,
-                        "result": INTERRUPTED,
-                        "error": "interrupted: the process ended during the retrain",
-                        "noticed_at": noticed,
-                        "champion_version_when_noticed": champion,
-                    }
-                log.warning(
-                    "drift run %s (started %s) was interrupted%s: marked failed",
-                    row.id,
-                    row.started_at.isoformat(),
-                    " after filing a retrain" if row.retrain_triggered else "",
-                )
-            session.commit()
+    def history(self, limit: int = runs.HISTORY_RUNS) -> list[DriftRun]:
+        """The latest ``limit`` stored runs, oldest first."""
+        return runs.load_history(self.engine, limit)
 
     def _champion_or_none(self) -> str | None:
         try:
@@ -368,7 +254,7 @@ class Monitor:
         outcome.retrain_triggered = True
         outcome.retrain = drift_run_view(request)
         # The "retrain filed" row: the request is claimable once this run has ended (stored at its end).
-        self._store(outcome, window)
+        runs.store(self.engine, outcome, window)
 
     def _detect(self, champion: _Champion, rows: list[LoggedRequest], now: datetime) -> tuple[DriftResult, str]:
         from monitor.drift.detect import detect_drift
@@ -402,55 +288,9 @@ class Monitor:
         m.window_questions.labels("all").set(result.sizes["current"])
         m.window_questions.labels("labelled").set(result.sizes["feedback"])
 
-    @staticmethod
-    def _row_values(outcome: RunOutcome, window: list[LoggedRequest] | None) -> dict[str, Any]:
-        """The drift_runs row: where the typed result becomes JSON (``summary``, read by the dashboards and the
-        reports index) and per-kind columns."""
-        summary = outcome.result.to_dict() if outcome.result is not None else None
-        kinds = (summary or {}).get("kinds", {})
-        return {
-            "started_at": outcome.started_at,
-            "finished_at": None if outcome.status == RUNNING else datetime.now(UTC),
-            "status": outcome.status,
-            "model_version": outcome.model_version,
-            "window_since": window[0].created_at if window else None,
-            "window_until": window[-1].created_at if window else None,
-            "n_current": len(window or []),
-            "n_labelled": sum(1 for r in window or [] if r.feedback_tags is not None),
-            "confirmed": dict(outcome.confirmed or dict.fromkeys(KINDS, False)),
-            "retrain_triggered": outcome.retrain_triggered,
-            "reasons": list(outcome.reasons),
-            "retrain": dict(outcome.retrain) if outcome.retrain is not None else None,
-            "report_path": outcome.report_path,
-            "summary": summary,
-            "error": outcome.error,
-            **{
-                f"{k}_{f}": kinds.get(k, {}).get(f, False if f == "detected" else None)
-                for k in KINDS
-                for f in ("score", "threshold", "detected")
-            },
-        }
-
-    def _store(self, outcome: RunOutcome, window: list[LoggedRequest] | None = None) -> None:
-        """Write the run's drift_runs row as it stands (committed): inserted the first time, then updated."""
-        values = self._row_values(outcome, window)
-        with Session(self.engine) as session:
-            if outcome.id is None:
-                row = DriftRun(**values)
-                session.add(row)
-                session.commit()
-                outcome.id = row.id
-                return
-            stored = session.get(DriftRun, outcome.id)
-            if stored is None:
-                raise LookupError(f"drift run {outcome.id} is no longer in the database")
-            for name, value in values.items():
-                setattr(stored, name, value)
-            session.commit()
-
     def _finish(self, outcome: RunOutcome, started: float, *, window: list[LoggedRequest] | None = None) -> RunOutcome:
         try:
-            self._store(outcome, window)
+            runs.store(self.engine, outcome, window)
         except Exception:
             # A row left "running" is marked failed (interrupted) by the next run.
             log.exception("could not store the drift run")

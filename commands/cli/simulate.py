@@ -23,7 +23,7 @@ def backtest(
     """Replay history through the policy offline: false alarms (stable stream), poisoned feedback (must promote
     nothing), detection delay and F1 per arm (chronological stream)."""
     setup_logging()
-    from commands.backtest import run_scenarios
+    from commands.scenarios import run_scenarios
     from retrain.job import load_data
 
     settings = get_settings()

@@ -8,16 +8,19 @@ source, run id, tags), so the MLflow client and the read-only resolver share it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from tagwatch.data import LoadReport, Question, describe_report, iter_questions, write_questions_csv
 from tagwatch.registry.codecs import nest_metrics
 from tagwatch.registry.entities import ModelVersionInfo, RegistryError
+
+if TYPE_CHECKING:
+    from tagwatch.model import TagModel
 
 # Run artifact layout.
 MODEL_DIR = "model"
@@ -108,6 +111,25 @@ def check_holdout_ids(holdout_ids: Mapping[str, Sequence[str]]) -> dict[str, lis
             raise ValueError(f"holdout {name!r}: question ids must be strings, got {bad[:3]!r}")
         out[name] = list(ids)
     return out
+
+
+def load_model_from(
+    source: str | None, *, model_name: str, version: str, loader: Callable[[Path], TagModel] | None = None
+) -> TagModel:
+    """The model of a version whose artifacts are at ``source``, read in place, with ``model.version`` set."""
+    directory = local_path(source)
+    if not directory.is_dir():
+        raise RegistryError(
+            f"{model_name} version {version}: model directory {directory} is missing "
+            "(is the artifact store mounted at the same path here?)"
+        )
+    if loader is None:
+        from tagwatch.model import TagModel
+
+        loader = TagModel.load
+    model = loader(directory)
+    model.version = version
+    return model
 
 
 def local_path(uri: str | None) -> Path:

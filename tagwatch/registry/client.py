@@ -27,6 +27,7 @@ from tagwatch.registry.artifacts import (
     HOLDOUT_FILE,
     REFERENCE_FILE,
     REQUIRED_META_FILES,
+    load_model_from,
     local_path,
     read_reference,
 )
@@ -330,20 +331,9 @@ class Registry:
     def load_model(self, version: str | int) -> TagModel:
         """The model of ``version``, read in place from the artifact store, with ``model.version`` set."""
         mv = self._model_version(version)
-        directory = local_path(mv.source)
-        if not directory.is_dir():
-            raise RegistryError(
-                f"{self.model_name} version {mv.version}: model directory {directory} is missing "
-                "(is the artifact store mounted at the same path here?)"
-            )
-        loader = self._model_loader
-        if loader is None:
-            from tagwatch.model import TagModel
-
-            loader = TagModel.load
-        model = loader(directory)
-        model.version = str(mv.version)
-        return model
+        return load_model_from(
+            mv.source, model_name=self.model_name, version=str(mv.version), loader=self._model_loader
+        )
 
     def load_champion(self) -> TagModel | None:
         version = self.champion_version()

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tagwatch.registry import artifacts
-from tagwatch.registry.artifacts import VersionRecord, local_path
+from tagwatch.registry.artifacts import VersionRecord, load_model_from
 from tagwatch.registry.codecs import MODEL_NAME, normalize_version
-from tagwatch.registry.entities import CHAMPION, ModelVersionInfo, RegistryError, VersionNotFoundError
+from tagwatch.registry.entities import CHAMPION, ModelVersionInfo, VersionNotFoundError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -142,20 +142,9 @@ class ChampionResolver:
     def load_model(self, version: str | int) -> TagModel:
         """The model of ``version``, read in place from the artifact store, with ``model.version`` set."""
         record = self._record(version)
-        directory = local_path(record.source)
-        if not directory.is_dir():
-            raise RegistryError(
-                f"{self.model_name} version {record.version}: model directory {directory} is missing "
-                "(is the artifact store mounted at the same path here?)"
-            )
-        loader = self._model_loader
-        if loader is None:
-            from tagwatch.model import TagModel
-
-            loader = TagModel.load
-        model = loader(directory)
-        model.version = record.version
-        return model
+        return load_model_from(
+            record.source, model_name=self.model_name, version=record.version, loader=self._model_loader
+        )
 
     def version_info(self, version: str | int) -> ModelVersionInfo:
         """The facts of ``version``, as ``Registry.version_info`` gives them."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from commands.backtest import random_tags, run_backtest, swap_tags, windows_of
+from commands.backtest import run_backtest, windows_of
+from commands.scenarios import random_tags, swap_tags
 from monitor.drift.types import Thresholds
 from monitor.policy import Policy
 from retrain.config import RetrainConfig

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from commands.scheduler import DRIFT_JOB, RETRAIN_JOB, filed_a_retrain, start_scheduler
-from monitor.job import RunOutcome
 from monitor.metrics import MonitorMetrics
+from monitor.runs import RunOutcome
 from tagwatch.settings import Settings
 
 HOUR = 3600.0

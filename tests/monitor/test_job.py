@@ -11,7 +11,8 @@ from prometheus_client import generate_latest
 from sqlalchemy.orm import Session
 
 from commands.retraining import embedded_runner, retrain_after
-from monitor.job import Monitor, RunOutcome
+from monitor.job import Monitor
+from monitor.runs import RunOutcome
 from retrain.promote import RetrainOutcome
 from retrain.runner import RetrainRunner
 from tagwatch.data import Question

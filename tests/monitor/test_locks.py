@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from commands.retraining import embedded_runner
-from monitor.job import INTERRUPTED, LOCK_BUSY_REASON, Monitor
+from monitor.job import LOCK_BUSY_REASON, Monitor
 from tagwatch.data import Question
 from tagwatch.db import DriftRun, make_engine, upgrade_database
 from tagwatch.locks import (
@@ -40,6 +40,7 @@ from tagwatch.locks import (
     lock_path,
     promotion_lock,
 )
+from tagwatch.retrain_queue import INTERRUPTED
 from tagwatch.settings import Settings, get_settings
 from tests.support import log_questions
 

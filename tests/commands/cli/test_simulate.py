@@ -32,7 +32,7 @@ RESULT: dict[str, Any] = {
 
 @pytest.fixture
 def backtest_args(cli_home: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    import commands.backtest
+    import commands.scenarios
 
     seen: dict[str, Any] = {}
 
@@ -41,7 +41,7 @@ def backtest_args(cli_home: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[s
         return RESULT
 
     monkeypatch.setenv("TAGWATCH_DATA_PATH", str(TINY_DATA))
-    monkeypatch.setattr(commands.backtest, "run_scenarios", run_scenarios)
+    monkeypatch.setattr(commands.scenarios, "run_scenarios", run_scenarios)
     return seen
 
 
