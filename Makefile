@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.memory --concurrency 32 --name memory-32
+	$(BIN)/python -m bench.startup --label after --compare before
 	$(BIN)/python -m bench.drift
 
 clean:
