@@ -38,11 +38,11 @@ def build_runner(
     """The runner of ``settings``' model on the request log (``engine``, made from the settings when not given)."""
     from retrain.runner import RetrainRunner
     from tagwatch.db import make_engine
-    from tagwatch.registry import registry_for
+    from tagwatch.registry import Registry
 
     engine = engine or make_engine(settings.db_url)
     if registry is None:
-        registry = registry_for(settings, actor=RUNNER_ACTOR, engine=engine)
+        registry = Registry.from_settings(settings, actor=RUNNER_ACTOR, engine=engine)
     return RetrainRunner(settings, engine=engine, registry=registry, metrics=metrics)
 
 

@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from monitor.job import Monitor
+from monitor.job import MONITOR_ACTOR, Monitor
 from monitor.metrics import MonitorMetrics
 from monitor.runs import RunOutcome
 from tagwatch.retrain_queue import PENDING
@@ -26,7 +26,7 @@ FROM_SETTINGS: Final = "from-settings"
 
 def build_monitor(settings: Settings, *, metrics: MonitorMetrics | None = None) -> Monitor:
     from tagwatch.db import make_engine, upgrade_database
-    from tagwatch.registry import registry_for
+    from tagwatch.registry import Registry
 
     if settings.auto_migrate:
         upgrade_database(settings.db_url)
@@ -35,8 +35,8 @@ def build_monitor(settings: Settings, *, metrics: MonitorMetrics | None = None) 
     return Monitor(
         settings,
         engine=engine,
-        # Its alias moves (promotions after a retrain) are recorded in alias_moves as "monitor".
-        registry=registry_for(settings, actor="monitor", engine=engine),
+        # Its alias moves (promotions by the embedded runner) are recorded in alias_moves as "monitor".
+        registry=Registry.from_settings(settings, actor=MONITOR_ACTOR, engine=engine),
         metrics=metrics,
     )
 

@@ -86,7 +86,7 @@ def train_and_register(
     from retrain.split import split_holdouts
     from retrain.train import train_model
     from tagwatch.history import local_actor
-    from tagwatch.registry import registry_for
+    from tagwatch.registry import Registry
 
     start = time.perf_counter()
     splits = split_holdouts(questions, seed=settings.seed)
@@ -97,7 +97,7 @@ def train_and_register(
     }
     window = data_window(questions)
     window["n_train"] = len(splits.train)
-    registry = registry_for(settings, actor=actor or local_actor())
+    registry = Registry.from_settings(settings, actor=actor or local_actor())
     version = registry.register(
         model,
         params=model.params,

@@ -7,7 +7,7 @@ alias and its version straight from the store's tables, for processes that must 
 """
 
 from tagwatch.registry.artifacts import REQUIRED_META_FILES, read_reference, write_reference
-from tagwatch.registry.client import Registry, registry_for
+from tagwatch.registry.client import Registry
 from tagwatch.registry.codecs import flatten_params, nest_metrics, normalize_version, split_metrics
 from tagwatch.registry.entities import (
     CHALLENGER,
@@ -35,7 +35,6 @@ __all__ = [
     "nest_metrics",
     "normalize_version",
     "read_reference",
-    "registry_for",
     "split_metrics",
     "write_reference",
 ]

@@ -385,8 +385,3 @@ class Registry:
             info = self._info(mv)
             infos.append(replace(info, aliases=sorted(by_version.get(info.version, []))))
         return infos
-
-
-def registry_for(settings: Settings, *, actor: str, engine: Engine | None = None) -> Registry:
-    """``Registry.from_settings(settings, actor=actor, engine=engine)``: kept for the callers not moved yet."""
-    return Registry.from_settings(settings, actor=actor, engine=engine)

@@ -40,6 +40,7 @@ from tagwatch.locks import (
     lock_path,
     promotion_lock,
 )
+from tagwatch.registry import Registry
 from tagwatch.retrain_queue import INTERRUPTED
 from tagwatch.settings import Settings, get_settings
 from tests.support import log_questions
@@ -248,7 +249,7 @@ def test_cli_retrain_holds_the_lock_and_records_no_drift_run(cli_env: Settings, 
         )
 
     monkeypatch.setattr(retrain.promote, "retrain", fake_retrain)
-    monkeypatch.setattr("tagwatch.registry.registry_for", lambda *a, **k: _Champion1())
+    monkeypatch.setattr(Registry, "from_settings", classmethod(lambda cls, *a, **k: _Champion1()))
     result = CliRunner().invoke(app, ["retrain", "--json"])
     assert result.exit_code == 0, result.output
     assert seen == {"free": False, "trigger": "manual"}
