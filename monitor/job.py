@@ -34,6 +34,7 @@ from monitor.policy import Policy, WindowVerdict, decide
 from monitor.runs import RUNNING, RunOutcome
 from tagwatch.db import DriftRun, LoggedRequest, fetch_requests
 from tagwatch.locks import DRIFT_RUN, PROMOTION, hold
+from tagwatch.registry.entities import champion_or_none
 from tagwatch.retrain_queue import (
     RetrainRequest,
     drift_run_view,
@@ -147,7 +148,7 @@ class Monitor:
         outcome = RunOutcome(id=None, status=RUNNING, started_at=now, model_version=None)
         rows: list[LoggedRequest] | None = None
         try:
-            runs.mark_interrupted(self.engine, self._champion_or_none)
+            runs.mark_interrupted(self.engine, lambda: champion_or_none(self.registry))
             runs.store(self.engine, outcome)  # the run's row, "running" until the run ends
             version = outcome.model_version = self.registry.champion_version()
             if version is None:
@@ -204,14 +205,6 @@ class Monitor:
     def history(self, limit: int = runs.HISTORY_RUNS) -> list[DriftRun]:
         """The latest ``limit`` stored runs, oldest first."""
         return runs.load_history(self.engine, limit)
-
-    def _champion_or_none(self) -> str | None:
-        try:
-            version: str | None = self.registry.champion_version()
-        except Exception:
-            log.exception("could not read the champion")
-            return None
-        return version
 
     def _start_retrain(
         self,

@@ -24,6 +24,7 @@ from retrain.metrics import RetrainMetrics
 from retrain.promote import ChallengerRegistry, RetrainOutcome
 from tagwatch.db import feedback_sources, fetch_requests
 from tagwatch.locks import PROMOTION, hold, promotion_lock
+from tagwatch.registry.entities import champion_or_none
 from tagwatch.retrain_queue import (
     FAILED,
     SKIPPED,
@@ -106,7 +107,9 @@ class RetrainRunner:
     def mark_stale(self) -> list[RetrainRequest]:
         """Mark the requests left ``running`` as failed (call holding the promotion lock); counted as failed retrains
         (``TagwatchRetrainFailed``)."""
-        stale = mark_stale_running(self.engine, model_name=self.model_name, champion_version=self._champion_or_none)
+        stale = mark_stale_running(
+            self.engine, model_name=self.model_name, champion_version=lambda: champion_or_none(self.registry)
+        )
         for request in stale:
             log.warning(
                 "retrain request %s (claimed by %s at %s) was interrupted: marked failed, not run again",
@@ -155,13 +158,6 @@ class RetrainRunner:
         self.metrics.retrain_duration.observe(time.perf_counter() - start)
         self.metrics.last_retrain.set(time.time())
         return finish(self.engine, request.id, status=outcome.result, outcome=outcome.to_dict(), error=outcome.error)
-
-    def _champion_or_none(self) -> str | None:
-        try:
-            return self.registry.champion_version()
-        except Exception:
-            log.exception("could not read the champion")
-            return None
 
 
 def outcome_of(request: RetrainRequest) -> RetrainOutcome:

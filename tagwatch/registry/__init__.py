@@ -13,10 +13,12 @@ from tagwatch.registry.entities import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS,
+    ChampionSource,
     ModelVersionInfo,
     MoveJournal,
     RegistryError,
     VersionNotFoundError,
+    champion_or_none,
 )
 from tagwatch.registry.resolver import ChampionResolver
 
@@ -26,11 +28,13 @@ __all__ = [
     "PREVIOUS",
     "REQUIRED_META_FILES",
     "ChampionResolver",
+    "ChampionSource",
     "ModelVersionInfo",
     "MoveJournal",
     "Registry",
     "RegistryError",
     "VersionNotFoundError",
+    "champion_or_none",
     "flatten_params",
     "nest_metrics",
     "normalize_version",

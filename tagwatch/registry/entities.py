@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -57,3 +60,19 @@ class ModelVersionInfo:
     lineage: dict[str, Any]
     aliases: list[str]
     per_tag: dict[str, Any] = field(default_factory=dict)  # nested like metrics, leaves are {tag: value}
+
+
+class ChampionSource(Protocol):
+    """Anything that names the champion: ``Registry``, ``ChampionResolver``."""
+
+    def champion_version(self) -> str | None: ...
+
+
+def champion_or_none(source: ChampionSource) -> str | None:
+    """The champion's version, or None (logged) when the registry cannot be read: for the notes jobs write about a
+    run that was interrupted, which must be written even then."""
+    try:
+        return source.champion_version()
+    except Exception:
+        log.exception("could not read the champion")
+        return None
