@@ -65,7 +65,8 @@ def families(settings: Settings) -> dict[str, bytes]:
     return out
 
 
-def _status(pid: int) -> dict[str, int]:
+def proc_memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (bytes) of process ``pid``, from /proc."""
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
@@ -116,15 +117,15 @@ def main() -> None:
             wait_for(lambda: http_ok(f"{base}/ready"), timeout=180, what="the service")
             for _ in range(20):
                 httpx.post(f"{base}/predict", json={"title": "How to read a csv file with pandas"}, timeout=30)
-            idle = _status(proc.pid)
+            idle = proc_memory(proc.pid)
             rows = []
             for name, data in families(settings).items():
                 path = "/predict/batch" if "batch" in name or "objects" in name else "/predict"
                 run = asyncio.run(_hammer(base + path, data, args.concurrency, args.rounds))
-                st = _status(proc.pid)
+                st = proc_memory(proc.pid)
                 rows.append({"family": name, "bytes": len(data), "path": path, **run, "peak_rss": st["VmHWM"]})
                 print(f"{name:40s} {len(data):>9,} B  {run}  peak {st['VmHWM'] / MIB:.0f} MiB", flush=True)
-            final = _status(proc.pid)
+            final = proc_memory(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=60)

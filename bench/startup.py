@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from bench.memory import proc_memory
 from bench.run import HOME, RESULTS, ROOT, _champion
 from commands.polling import free_port
 from tagwatch.settings import Settings
@@ -39,15 +40,6 @@ from tagwatch.settings import Settings
 MIB = 1_048_576
 TARGET_READY_SECONDS = 4.0
 TARGET_RSS_BYTES = 300 * MIB
-
-
-def _status(pid: int) -> dict[str, int]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) * 1024
-    return fields
 
 
 def fixed_questions(settings: Settings, n: int) -> list[dict[str, str]]:
@@ -100,7 +92,7 @@ def one_run(home: Path, questions: list[dict[str, str]], requests: int, code: Pa
         try:
             base = f"http://127.0.0.1:{port}"
             ready = _wait_ready(proc, f"{base}/ready", started, 180)
-            at_ready = _status(proc.pid)
+            at_ready = proc_memory(proc.pid)
             cpu = _cpu_seconds(proc.pid)
             predictions = []
             with httpx.Client(timeout=30) as client:
@@ -110,7 +102,7 @@ def one_run(home: Path, questions: list[dict[str, str]], requests: int, code: Pa
                     predictions.append([[t["tag"], t["score"]] for t in r.json()["tags"]])
                 for i in range(requests):
                     client.post(f"{base}/predict", json=questions[i % len(questions)]).raise_for_status()
-            after = _status(proc.pid)
+            after = proc_memory(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=60)

@@ -4,6 +4,7 @@ its own /metrics endpoint."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -80,16 +81,7 @@ def start_scheduler(
             scheduler.modify_job(RETRAIN_JOB, next_run_time=datetime.now(UTC))  # wake the runner now
         return outcome
 
-    scheduler.add_job(
-        drift_run,
-        "interval",
-        seconds=interval_seconds,
-        id=DRIFT_JOB,
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=max(1, int(interval_seconds)),
-        next_run_time=datetime.now(UTC) if first_run_now else None,
-    )
+    _every(scheduler, drift_run, DRIFT_JOB, interval_seconds, first_run_now=first_run_now)
     if runner is not None:
         add_retrain_job(
             scheduler, runner, interval_seconds=retrain_interval_seconds or runner.settings.retrain_poll_seconds
@@ -99,15 +91,20 @@ def start_scheduler(
 
 def add_retrain_job(scheduler: Any, runner: RetrainRunner, *, interval_seconds: float) -> None:
     """Run ``runner.run_pending`` every ``interval_seconds``, the first time now (requests left by a stop run)."""
+    _every(scheduler, runner.run_pending, RETRAIN_JOB, interval_seconds, first_run_now=True)
+
+
+def _every(scheduler: Any, job: Callable[[], object], job_id: str, seconds: float, *, first_run_now: bool) -> None:
+    """Run ``job`` every ``seconds``: never two at once, missed runs merged into one."""
     scheduler.add_job(
-        runner.run_pending,
+        job,
         "interval",
-        seconds=interval_seconds,
-        id=RETRAIN_JOB,
+        seconds=seconds,
+        id=job_id,
         max_instances=1,
         coalesce=True,
-        misfire_grace_time=max(1, int(interval_seconds)),
-        next_run_time=datetime.now(UTC),
+        misfire_grace_time=max(1, int(seconds)),
+        next_run_time=datetime.now(UTC) if first_run_now else None,
     )
 
 
