@@ -219,17 +219,15 @@ class Monitor:
         already pending or running for the model, when someone holds the promotion lock (a retrain, a manual
         promotion or a rollback), or when the champion moved since this run measured against it."""
         model_name = self.settings.model_name
-        open_request = pending_or_running(self.engine, model_name=model_name)
-        if open_request is not None:
-            outcome.reasons.append(_already_filed(open_request))
-            return
         with hold(self.engine, PROMOTION, model_name=model_name) as held:
+            # Read once the lock is settled: a request filed (or being run) elsewhere is named as such, whether or not
+            # its runner holds the lock now.
+            open_request = pending_or_running(self.engine, model_name=model_name)
+            if open_request is not None:
+                outcome.reasons.append(_already_filed(open_request))
+                return
             if not held:
                 outcome.reasons.append(PROMOTION_BUSY_REASON)
-                return
-            open_request = pending_or_running(self.engine, model_name=model_name)
-            if open_request is not None:  # filed by hand meanwhile
-                outcome.reasons.append(_already_filed(open_request))
                 return
             current = self.registry.champion_version()
             if current != version:
