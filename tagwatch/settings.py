@@ -172,6 +172,24 @@ class Settings(BaseSettings):
     # On shutdown, seconds the writer may spend writing what it holds before spilling the rest. The container's
     # stop grace period must cover it plus the in-flight requests (compose: stop_grace_period).
     log_drain_seconds: float = Field(default=20.0, gt=0)
+    # Where spill files go (default: <home>/spill). Its own volume in a deployment, apart from the models and reports,
+    # so that a spill filling its disk never stops a model from being saved.
+    spill_dir: Path = Field(default_factory=lambda data: Path(data["home"]) / "spill")
+
+    # Data lifecycle (`tagwatch prune`, run by the monitor's scheduler every prune_interval_seconds, or a CronJob).
+    # Logged requests and their feedback are kept this many days: whole months are dropped on PostgreSQL (monthly
+    # partitions), rows deleted in batches on SQLite.
+    retention_days: int = Field(default=90, ge=1, le=36_500)
+    # PostgreSQL: monthly partitions of the request log created ahead of time (this month and N more).
+    partitions_ahead: int = Field(default=3, ge=1, le=24)
+    # Drift reports (HTML) are kept this many days (the drift_runs rows stay; their report link then says so).
+    report_retention_days: float = Field(default=14.0, gt=0)
+    # Model versions kept besides the champion and the previous champion: the newest N (older ones and their
+    # artifacts are deleted).
+    keep_model_versions: int = Field(default=5, ge=1, le=1_000)
+    prune_interval_seconds: float = Field(default=3_600.0, gt=0)
+    # Share of spill_max_bytes at which the spill counts as nearly full (the TagwatchSpillNearlyFull alert).
+    spill_warn_ratio: float = Field(default=0.8, gt=0, lt=1)
 
     # Monitor: schedule and window
     monitor_interval_seconds: float = Field(default=300.0, gt=0)
@@ -241,6 +259,7 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.home / 'tagwatch.db'}"
         if self.registry_url is None:
             self.registry_url = f"sqlite:///{self.home / 'registry.db'}"
+        self.spill_dir = self.spill_dir.expanduser()
         if self.environment == "production":
             self._refuse_placeholder_passwords()
             self._refuse_weak_keys()
@@ -305,10 +324,6 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
-
-    @property
-    def spill_dir(self) -> Path:
-        return self.home / "spill"
 
     @property
     def reports_dir(self) -> Path:
