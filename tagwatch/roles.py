@@ -12,6 +12,10 @@ updates) three roles, ``<prefix>_api``, ``<prefix>_monitor`` and ``<prefix>_graf
   (INSERT, then UPDATE when the run ends or its retrain moves on) and ``retrain_requests`` (INSERT when filed, UPDATE
   when claimed and finished), appends to ``alias_moves``; reads and writes every row of the registry (MLflow's
   tables: runs, model versions, aliases, tags).
+  It may also EXECUTE the request log's partition functions (``tagwatch_ensure_partitions``,
+  ``tagwatch_drop_partitions_before``, ``tagwatch_request_partitions``; migration 0005): SECURITY DEFINER functions
+  that create the months ahead and drop whole months older than the retention, which is how ``tagwatch prune``
+  keeps the log bounded without the monitor owning (or being able to alter) any table. The api role may not.
 - ``grafana`` (the dashboards' data source): SELECT on ``drift_runs`` and ``alias_moves``, the tables its panels and
   annotations query; nothing else (not the request log's question texts), and it cannot connect to the registry.
 
@@ -63,6 +67,13 @@ REQUEST_LOG_GRANTS: dict[str, dict[RoleKind, tuple[str, ...]]] = {
     # Filed by the monitor, claimed and finished by the retrain runner (which runs as the monitor role).
     "retrain_requests": {"monitor": ("SELECT", "INSERT", "UPDATE")},
     "alembic_version": {"api": ("SELECT",), "monitor": ("SELECT",)},
+}
+# The request-log database's functions (SECURITY DEFINER, migration 0005): signature -> roles that may EXECUTE.
+# PUBLIC may not (PostgreSQL grants EXECUTE to PUBLIC by default: revoked by the migration and again on every run).
+REQUEST_LOG_FUNCTIONS: dict[str, tuple[RoleKind, ...]] = {
+    "tagwatch_request_partitions()": ("monitor",),
+    "tagwatch_ensure_partitions(timestamptz, integer)": ("monitor",),
+    "tagwatch_drop_partitions_before(timestamptz, boolean)": ("monitor",),
 }
 # The registry database (MLflow's tables): privileges on every table and sequence of the schema. Roles not named get
 # no CONNECT on it.
@@ -240,6 +251,7 @@ def _reset_role(cur: Any, database: str, role: str) -> None:
     cur.execute(_q(sql.SQL("REVOKE ALL ON SCHEMA"), schema, sql.SQL("FROM"), _ident(role)))
     cur.execute(_q(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA"), schema, sql.SQL("FROM"), _ident(role)))
     cur.execute(_q(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA"), schema, sql.SQL("FROM"), _ident(role)))
+    cur.execute(_q(sql.SQL("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA"), schema, sql.SQL("FROM"), _ident(role)))
 
 
 def _allow_in(cur: Any, database: str, role: str) -> None:
@@ -293,6 +305,16 @@ def _grant_request_log(cur: Any, roles: Mapping[RoleKind, str]) -> None:
                     cur.execute(
                         _q(sql.SQL("GRANT USAGE ON SEQUENCE"), sql.Identifier(SCHEMA, sequence), sql.SQL("TO"), role)
                     )
+    for signature, kinds in REQUEST_LOG_FUNCTIONS.items():
+        cur.execute("SELECT to_regprocedure(%s)", (f"{SCHEMA}.{signature}",))
+        if cur.fetchone()[0] is None:
+            raise RolesError(f"the request-log database has no function {signature}: run the migrations first")
+        # The signatures are constants of this module (names and SQL types), not input.
+        function = sql.SQL(f"{SCHEMA}.{signature}")
+        cur.execute(_q(sql.SQL("REVOKE ALL ON FUNCTION"), function, sql.SQL("FROM PUBLIC")))
+        for kind in kinds:
+            if kind in roles:
+                cur.execute(_q(sql.SQL("GRANT EXECUTE ON FUNCTION"), function, sql.SQL("TO"), _ident(roles[kind])))
 
 
 def _grant_registry(cur: Any, roles: Mapping[RoleKind, str]) -> None:

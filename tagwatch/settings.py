@@ -174,7 +174,8 @@ class Settings(BaseSettings):
     log_drain_seconds: float = Field(default=20.0, gt=0)
     # Where spill files go (default: <home>/spill). Its own volume in a deployment, apart from the models and reports,
     # so that a spill filling its disk never stops a model from being saved.
-    spill_dir: Path = Field(default_factory=lambda data: Path(data["home"]) / "spill")
+    # Unset (the empty path): <home>/spill, filled in after validation.
+    spill_dir: Path = Path()
 
     # Data lifecycle (`tagwatch prune`, run by the monitor's scheduler every prune_interval_seconds, or a CronJob).
     # Logged requests and their feedback are kept this many days: whole months are dropped on PostgreSQL (monthly
@@ -259,7 +260,7 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.home / 'tagwatch.db'}"
         if self.registry_url is None:
             self.registry_url = f"sqlite:///{self.home / 'registry.db'}"
-        self.spill_dir = self.spill_dir.expanduser()
+        self.spill_dir = self.home / "spill" if self.spill_dir == Path() else self.spill_dir.expanduser()
         if self.environment == "production":
             self._refuse_placeholder_passwords()
             self._refuse_weak_keys()

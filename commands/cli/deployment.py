@@ -25,11 +25,32 @@ def migrate_all(settings: Settings) -> str | None:
 
     upgrade_database(settings.db_url)
     typer.echo(f"database at head: {redact(settings.db_url)}")
+    ensure_request_partitions(settings)
     # The registry store creates its tables on first use: do it here, once, not in several processes at once.
     champion = Registry.from_settings(settings).champion_version()
     typer.echo(f"registry ready: {redact(settings.tracking_url)}")
+    # The API replicas mount the home volume read-only (the Helm chart) and serve reports/ from it: it must exist
+    # before the first drift run writes into it.
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
     ensure_database_roles(settings)
     return champion
+
+
+def ensure_request_partitions(settings: Settings) -> None:
+    """PostgreSQL: this month's request-log partitions and TAGWATCH_PARTITIONS_AHEAD more (`tagwatch prune` keeps
+    creating them ahead); nothing on SQLite."""
+    from datetime import UTC, datetime
+
+    from tagwatch.db import make_engine
+    from tagwatch.db.partitions import ensure_partitions
+
+    engine = make_engine(settings.db_url)
+    try:
+        created = ensure_partitions(engine, now=datetime.now(UTC), ahead=settings.partitions_ahead)
+    finally:
+        engine.dispose()
+    if created:
+        typer.echo(f"request-log partitions created: {', '.join(created)}")
 
 
 def ensure_database_roles(settings: Settings) -> None:

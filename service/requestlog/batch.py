@@ -17,10 +17,10 @@ from service.requestlog.rows import FeedbackRow, PredictionRow
 from tagwatch.db.requestlog import (
     FEEDBACK,
     PREDICTIONS,
-    existing_request_ids,
     insert_feedback,
     insert_predictions,
     is_data_error,
+    request_times,
 )
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,13 @@ def write_batch(
         with engine.begin() as conn:
             inserted, copied, fallback = insert_predictions(conn, [row for _, row in preds], use_copy=use_copy)
             if candidates:
-                existing = existing_request_ids(conn, {fb.request_id for _, fb in candidates})
-                ready = [(it, fb) for it, fb in candidates if fb.request_id in existing]
-                orphans = [it for it, fb in candidates if fb.request_id not in existing]
-                feedback_inserted = insert_feedback(conn, [fb for _, fb in ready])
+                # A request of this batch, or a stored one: feedback is stored with its request's created_at (the
+                # partition key it shares with its request).
+                times = {row.id: row.created_at for _, row in preds}
+                times |= request_times(conn, {fb.request_id for _, fb in candidates} - times.keys())
+                ready = [(it, fb) for it, fb in candidates if fb.request_id in times]
+                orphans = [it for it, fb in candidates if fb.request_id not in times]
+                feedback_inserted = insert_feedback(conn, [fb for _, fb in ready], times)
     except Exception as exc:
         if is_data_error(exc):
             raise PermanentError(str(exc)) from exc

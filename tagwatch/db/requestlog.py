@@ -1,7 +1,9 @@
 """Writing the request log: the statements the API's log writer runs (insert only, idempotent by id).
 
 The API's database role may INSERT and SELECT, never UPDATE or DELETE: predictions and feedback records are written
-with ``ON CONFLICT (id) DO NOTHING``, so a row written twice (a retried batch, a replayed spill file) is stored once.
+with ``ON CONFLICT (<primary key>) DO NOTHING``, so a row written twice (a retried batch, a replayed spill file) is
+stored once. The keys hold the partition key (``created_at``; feedback: its request's ``created_at``), which a row
+written twice carries the same both times.
 On PostgreSQL with psycopg 3, predictions go in with COPY (several times faster than executemany), falling back to
 INSERT when a batch holds an id that is stored already.
 """
@@ -94,9 +96,10 @@ def is_data_error(exc: BaseException) -> bool:
 
 
 def _insert_ignoring_stored(conn: Connection, table: Table, params: list[dict[str, object]]) -> int:
-    """INSERT ... ON CONFLICT (id) DO NOTHING; returns how many rows were new."""
+    """INSERT ... ON CONFLICT (primary key) DO NOTHING; returns how many rows were new."""
     insert = pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
-    stmt = insert.on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+    key = [c.name for c in table.primary_key.columns]
+    stmt = insert.on_conflict_do_nothing(index_elements=key).returning(table.c.id)
     return len(conn.execute(stmt, params).all())
 
 
@@ -149,20 +152,24 @@ def insert_predictions(conn: Connection, rows: Sequence[PredictionValues], *, us
     return _insert_ignoring_stored(conn, Base.metadata.tables[PREDICTIONS], params), False, fallback
 
 
-def existing_request_ids(conn: Connection, ids: Iterable[str]) -> set[str]:
-    """Those of ``ids`` that are stored requests (asked in chunks, so a long list stays one small query each)."""
+def request_times(conn: Connection, ids: Iterable[str]) -> dict[str, datetime]:
+    """The ``created_at`` of those of ``ids`` that are stored requests (asked in chunks, so a long list stays one
+    small query each). Feedback is stored only for these: there is no foreign key (migration 0005 says why)."""
     table = Base.metadata.tables[PREDICTIONS]
-    found: set[str] = set()
+    found: dict[str, datetime] = {}
     ordered = sorted(set(ids))
     for i in range(0, len(ordered), _ID_QUERY_CHUNK):
         chunk = ordered[i : i + _ID_QUERY_CHUNK]
-        found.update(conn.execute(select(table.c.id).where(table.c.id.in_(chunk))).scalars())
+        for request_id, created_at in conn.execute(select(table.c.id, table.c.created_at).where(table.c.id.in_(chunk))):
+            found[request_id] = created_at
     return found
 
 
-def insert_feedback(conn: Connection, rows: Sequence[FeedbackValues]) -> int:
-    """Insert feedback records; a record whose id is stored already (a replay) is skipped. Returns how many
-    were inserted. Never an UPDATE: feedback is append-only, and the API's role may only INSERT."""
+def insert_feedback(conn: Connection, rows: Sequence[FeedbackValues], request_times: Mapping[str, datetime]) -> int:
+    """Insert feedback records, each with its request's ``created_at`` from ``request_times`` (KeyError when a
+    request is missing: look them up first, ``request_times``); a record whose id is stored already (a replay) is
+    skipped. Returns how many were inserted. Never an UPDATE: feedback is append-only, and the API's role may only
+    INSERT."""
     if not rows:
         return 0
     unique = list({r.id: r for r in rows}.values())  # the same record twice in one batch: a spilled copy
@@ -170,6 +177,7 @@ def insert_feedback(conn: Connection, rows: Sequence[FeedbackValues]) -> int:
         {
             "id": r.id,
             "request_id": r.request_id,
+            "request_created_at": request_times[r.request_id],
             "tags": list(r.tags),
             "received_at": r.received_at,
             "key_name": r.key_name,

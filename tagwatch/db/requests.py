@@ -65,7 +65,10 @@ def _require_aware(name: str, value: datetime | None) -> None:
 
 def get_request(session: Session, *, request_id: str) -> PredictionRequest | None:
     """The logged request with this id, or None."""
-    return session.get(PredictionRequest, request_id)
+    found: PredictionRequest | None = session.scalars(
+        select(PredictionRequest).where(PredictionRequest.id == request_id).limit(1)
+    ).first()
+    return found
 
 
 def request_exists(engine: Engine, *, request_id: str) -> bool:
@@ -93,6 +96,27 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _newest_cutoff(
+    session: Session, *, limit: int, since: datetime | None, until: datetime | None, with_feedback: bool
+) -> datetime | None:
+    """The ``created_at`` of the ``limit``-th newest request of the window (of the labelled ones with
+    ``with_feedback``), found through an index on time; None when the window holds fewer."""
+    if with_feedback:
+        # Distinct requests among the feedback records, newest first (ix_feedback_request_created_at).
+        key = Feedback.request_created_at
+        inner = select(key).group_by(key, Feedback.request_id)
+    else:
+        key = PredictionRequest.created_at
+        inner = select(key)
+    if since is not None:
+        inner = inner.where(key >= since)
+    if until is not None:
+        inner = inner.where(key < until)
+    stmt = inner.order_by(key.desc()).offset(limit - 1).limit(1)
+    found: datetime | None = session.execute(stmt).scalar()
+    return found
+
+
 def fetch_requests(
     engine: Engine,
     *,
@@ -105,52 +129,96 @@ def fetch_requests(
 
     ``limit`` keeps the most recent ``limit`` requests of the window (a drift job wants the latest traffic).
     ``with_feedback=True`` keeps only requests that received feedback (for measuring live accuracy).
+
+    With ``limit``, the time of the ``limit``-th newest request is looked up first (an index scan from the newest
+    end) and the rows are then selected from that time on: a bound on ``created_at`` the planner knows, so on
+    PostgreSQL it reads only the newest month partitions, not every month's index. The feedback ranked is that of
+    the window's requests only, bounded the same way (feedback is partitioned by its request's ``created_at``).
     """
     _require_aware("since", since)
     _require_aware("until", until)
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
+    if limit == 0:
+        return []
     pr = PredictionRequest
-    # The latest feedback record of each request (records are append-only; the newest received wins, then the
-    # later inserted id on a tie, which only a replay could make).
-    ranked = select(
-        Feedback.request_id,
-        Feedback.tags,
-        Feedback.received_at,
-        Feedback.key_name,
-        func.row_number()
-        .over(partition_by=Feedback.request_id, order_by=(Feedback.received_at.desc(), Feedback.id.desc()))
-        .label("rank"),
-    ).subquery()
-    fb = select(ranked).where(ranked.c.rank == 1).subquery()
-    stmt = select(pr, fb.c.tags, fb.c.received_at, fb.c.key_name)
-    on = fb.c.request_id == pr.id
-    stmt = stmt.join(fb, on) if with_feedback else stmt.outerjoin(fb, on)
-    if since is not None:
-        stmt = stmt.where(pr.created_at >= since)
-    if until is not None:
-        stmt = stmt.where(pr.created_at < until)
-    if limit is not None:
-        stmt = stmt.order_by(pr.created_at.desc(), pr.id.desc()).limit(limit)
-    else:
-        stmt = stmt.order_by(pr.created_at, pr.id)
     with Session(engine) as session:
+        lower = since
+        if limit is not None:
+            cutoff = _newest_cutoff(session, limit=limit, since=since, until=until, with_feedback=with_feedback)
+            if cutoff is not None:
+                lower = cutoff  # >= since: the cutoff was found inside the window
+        # The latest feedback record of each request of the window (records are append-only; the newest received
+        # wins, then the later inserted id on a tie, which only a replay could make).
+        ranked_q = select(
+            Feedback.request_id,
+            Feedback.request_created_at,
+            Feedback.tags,
+            Feedback.received_at,
+            Feedback.key_name,
+            func.row_number()
+            .over(partition_by=Feedback.request_id, order_by=(Feedback.received_at.desc(), Feedback.id.desc()))
+            .label("rank"),
+        )
+        if lower is not None:
+            ranked_q = ranked_q.where(Feedback.request_created_at >= lower)
+        if until is not None:
+            ranked_q = ranked_q.where(Feedback.request_created_at < until)
+        ranked = ranked_q.subquery()
+        fb = select(ranked).where(ranked.c.rank == 1).subquery()
+        # Columns, not ORM entities: a window is read once and handed out as LoggedRequest, and building 1,000
+        # mapped objects (identity map, attribute instrumentation) cost more than the query itself.
+        stmt = select(
+            pr.id,
+            pr.created_at,
+            pr.title,
+            pr.body,
+            pr.body_format,
+            pr.predicted,
+            pr.model_version,
+            pr.latency_seconds,
+            fb.c.tags,
+            fb.c.received_at,
+            fb.c.key_name,
+        )
+        on = (fb.c.request_id == pr.id) & (fb.c.request_created_at == pr.created_at)
+        stmt = stmt.join(fb, on) if with_feedback else stmt.outerjoin(fb, on)
+        if lower is not None:
+            stmt = stmt.where(pr.created_at >= lower)
+        if until is not None:
+            stmt = stmt.where(pr.created_at < until)
+        if limit is not None:
+            stmt = stmt.order_by(pr.created_at.desc(), pr.id.desc()).limit(limit)
+        else:
+            stmt = stmt.order_by(pr.created_at, pr.id)
         rows = session.execute(stmt).all()
     out = [
         LoggedRequest(
-            id=req.id,
-            created_at=req.created_at,
-            title=req.title,
-            body=req.body,
-            body_format=req.body_format,
-            predicted=tuple((str(p["tag"]), float(p["score"])) for p in req.predicted),
-            model_version=req.model_version,
-            latency_seconds=req.latency_seconds,
+            id=rid,
+            created_at=created_at,
+            title=title,
+            body=body,
+            body_format=body_format,
+            predicted=tuple((str(p["tag"]), float(p["score"])) for p in predicted),
+            model_version=model_version,
+            latency_seconds=latency_seconds,
             feedback_tags=tuple(tags) if tags is not None else None,
             feedback_received_at=_aware(received_at),
             feedback_key=key_name,
         )
-        for req, tags, received_at, key_name in rows
+        for (
+            rid,
+            created_at,
+            title,
+            body,
+            body_format,
+            predicted,
+            model_version,
+            latency_seconds,
+            tags,
+            received_at,
+            key_name,
+        ) in rows
     ]
     if limit is not None:
         out.reverse()

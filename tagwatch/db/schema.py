@@ -16,14 +16,16 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
-    ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     TypeDecorator,
+    select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # JSON everywhere, JSONB on PostgreSQL (indexable, compact, validated on write).
@@ -72,13 +74,18 @@ class Base(DeclarativeBase):
 
 
 class PredictionRequest(Base):
-    """One answered prediction: the question as received and the tags suggested for it."""
+    """One answered prediction: the question as received and the tags suggested for it.
+
+    On PostgreSQL the table is partitioned by month of ``created_at`` (migration 0005, ``tagwatch.db.partitions``):
+    the primary key holds the partition key, and a month leaves the log as one dropped partition.
+    """
 
     __tablename__ = "prediction_requests"
+    __table_args__ = ({"postgresql_partition_by": "RANGE (created_at)"},)
 
     # uuid4().hex, made by the service (see ``new_request_id``).
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True, index=True)
     title: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
     # 'html' | 'markdown' | 'text' | 'none', or NULL when the client did not say (the cleaner detects it).
@@ -89,7 +96,25 @@ class PredictionRequest(Base):
     model_version: Mapped[str | None] = mapped_column(String(64))
     latency_seconds: Mapped[float] = mapped_column(Float)
 
-    feedback: Mapped[list[Feedback]] = relationship(back_populates="request", order_by="Feedback.received_at")
+    feedback: Mapped[list[Feedback]] = relationship(
+        back_populates="request",
+        order_by="Feedback.received_at",
+        primaryjoin="and_(PredictionRequest.id == foreign(Feedback.request_id), "
+        "PredictionRequest.created_at == foreign(Feedback.request_created_at))",
+    )
+
+
+def _request_created_at(context: DefaultExecutionContext) -> datetime | None:
+    """The ``created_at`` of the feedback's request, looked up when an insert does not give it (ORM code, tests).
+
+    None (refused: the column is NOT NULL) when no such request is stored: with no foreign key (see ``Feedback``)
+    this is what keeps such an insert from storing feedback for an unknown request.
+    """
+    request_id = context.get_current_parameters()["request_id"]
+    found: datetime | None = context.connection.execute(
+        select(PredictionRequest.created_at).where(PredictionRequest.id == request_id).limit(1)
+    ).scalar()
+    return found
 
 
 class Feedback(Base):
@@ -97,20 +122,33 @@ class Feedback(Base):
 
     Records are only ever inserted (the API's database role may not UPDATE or DELETE), so every label stays
     attributable: ``key_name`` is the name of the API key that sent it (NULL when feedback was open).
+
+    ``request_created_at`` is the request's ``created_at``: on PostgreSQL feedback is partitioned by it, so a
+    request's feedback sits in the same month as the request and leaves with it. There is no foreign key: one that
+    references a partitioned table makes every drop of a month scan that month's requests under an exclusive lock
+    on the whole table (migration 0005 says more); the writer stores feedback only for stored requests instead.
     """
 
     __tablename__ = "feedback"
+    __table_args__ = (
+        # The newest labelled requests, and the feedback of a window of requests, by time (partition pruning).
+        Index("ix_feedback_request_created_at", "request_created_at", "request_id"),
+        {"postgresql_partition_by": "RANGE (request_created_at)"},
+    )
 
     # uuid4().hex, made by the service when it accepts the feedback (a replayed spill row is stored once).
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: uuid.uuid4().hex)
-    request_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("prediction_requests.id", ondelete="CASCADE"), index=True
-    )
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    request_created_at: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True, default=_request_created_at)
     tags: Mapped[list[str]] = mapped_column(JSONType)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     key_name: Mapped[str | None] = mapped_column(String(64))
 
-    request: Mapped[PredictionRequest] = relationship(back_populates="feedback")
+    request: Mapped[PredictionRequest] = relationship(
+        back_populates="feedback",
+        primaryjoin="and_(PredictionRequest.id == foreign(Feedback.request_id), "
+        "PredictionRequest.created_at == foreign(Feedback.request_created_at))",
+    )
 
 
 class DriftRun(Base):

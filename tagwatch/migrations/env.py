@@ -11,6 +11,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from tagwatch.db import Base, make_engine
+from tagwatch.db.partitions import include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -32,6 +33,8 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things: autogenerate batch operations that re-create the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # The request log's partitions (PostgreSQL) belong to their parent tables, not to the models.
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -30,10 +30,12 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ProgrammingError
 from typer.testing import CliRunner
 
 from tagwatch.data import Question
 from tagwatch.db import Base, make_engine, upgrade_database
+from tagwatch.db.partitions import is_partition
 from tagwatch.model import TagModel
 from tagwatch.registry import Registry
 from tagwatch.roles import (
@@ -280,6 +282,13 @@ def privileges(stack: Stack) -> dict[str, Any]:
                             "SELECT has_sequence_privilege(%s, %s, %s)", (role, f"public.{sequence}", p)
                         ).fetchone()[0]  # type: ignore[index]
                     }
+                if database == "log":
+                    for function, allowed in conn.execute(
+                        "SELECT p.proname, has_function_privilege(%s, p.oid, 'EXECUTE') FROM pg_proc p "
+                        "WHERE p.pronamespace = 'public'::regnamespace",
+                        (role,),
+                    ):
+                        out[f"log/{kind}/function/{function}"] = {"EXECUTE"} if allowed else set()
     return out
 
 
@@ -299,6 +308,8 @@ def expected_privileges(stack: Stack) -> dict[str, Any]:
         "retrain_requests_id_seq": {"monitor": {"USAGE"}},
     }
     registry_tables = {"api": {"SELECT"}, "monitor": {"SELECT", "INSERT", "UPDATE", "DELETE"}}
+    # The partition functions (SECURITY DEFINER): the monitor's retention runs them, nobody else (nor PUBLIC).
+    log_functions = ("tagwatch_request_partitions", "tagwatch_ensure_partitions", "tagwatch_drop_partitions_before")
     out: dict[str, Any] = {}
     for kind in ROLE_KINDS:
         out[f"log/{kind}/database"] = {"CONNECT"}
@@ -306,7 +317,10 @@ def expected_privileges(stack: Stack) -> dict[str, Any]:
         for database in ("log", "registry"):
             out[f"{database}/{kind}/schema"] = {"USAGE"}  # PUBLIC keeps USAGE on public: it only shows names
         for table in _tables(stack.log_url):
-            out[f"log/{kind}/table/{table}"] = log_tables[table].get(kind, set())
+            # A partition of the request log is reached through its parent's privileges only: none of its own.
+            out[f"log/{kind}/table/{table}"] = set() if is_partition(table) else log_tables[table].get(kind, set())
+        for function in log_functions:
+            out[f"log/{kind}/function/{function}"] = {"EXECUTE"} if kind == "monitor" else set()
         for sequence in _sequences(stack.log_url):
             out[f"log/{kind}/sequence/{sequence}"] = log_sequences[sequence].get(kind, set())
         for table in _tables(stack.registry_url):
@@ -324,20 +338,24 @@ def _verifier(stack: Stack, kind: str) -> str:
     return str(row[0])
 
 
+# The instant of the requests the roles' tests insert: a replayed row carries the same one.
+_LOGGED_AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
 def _insert_request(conn: psycopg.Connection[Any], request_id: str) -> None:
     conn.execute(
         "INSERT INTO prediction_requests (id, created_at, title, body, body_format, predicted, model_version, "
-        "latency_seconds) VALUES (%s, now(), 'title', 'body', 'text', '[]'::jsonb, '1', 0.01) "
-        "ON CONFLICT (id) DO NOTHING RETURNING id",
-        (request_id,),
+        "latency_seconds) VALUES (%s, %s, 'title', 'body', 'text', '[]'::jsonb, '1', 0.01) "
+        "ON CONFLICT (id, created_at) DO NOTHING RETURNING id",
+        (request_id, _LOGGED_AT),
     )
 
 
 def _insert_feedback(conn: psycopg.Connection[Any], request_id: str) -> None:
     conn.execute(
-        "INSERT INTO feedback (id, request_id, tags, received_at, key_name) VALUES (%s, %s, '[\"python\"]'::jsonb, "
-        "now(), 'replay') ON CONFLICT DO NOTHING",
-        (uuid.uuid4().hex, request_id),
+        "INSERT INTO feedback (id, request_id, request_created_at, tags, received_at, key_name) "
+        "VALUES (%s, %s, %s, '[\"python\"]'::jsonb, now(), 'replay') ON CONFLICT DO NOTHING",
+        (uuid.uuid4().hex, request_id, _LOGGED_AT),
     )
 
 
@@ -456,9 +474,9 @@ def test_api_role_appends_to_the_request_log_and_does_nothing_else(deployment: S
         # An upsert needs UPDATE: feedback stays append-only.
         denied(
             conn,
-            "INSERT INTO feedback (id, request_id, tags, received_at) VALUES (%s, %s, '[]', now()) "
-            "ON CONFLICT (id) DO UPDATE SET tags = excluded.tags",
-            (uuid.uuid4().hex, request_id),
+            "INSERT INTO feedback (id, request_id, request_created_at, tags, received_at) "
+            "VALUES (%s, %s, %s, '[]', now()) ON CONFLICT (id, request_created_at) DO UPDATE SET tags = excluded.tags",
+            (uuid.uuid4().hex, request_id, _LOGGED_AT),
         )
         for table in ("drift_runs", "alias_moves"):
             denied(conn, f"SELECT * FROM {table}")
@@ -563,6 +581,57 @@ def test_the_service_runs_as_the_api_role(deployment: Stack, tmp_path: Path) -> 
     # Nothing was spilled: every write was allowed.
     spill = settings.spill_dir
     assert not spill.exists() or not any(p.stat().st_size for p in spill.iterdir() if p.is_file())
+
+
+@pytest.mark.postgres
+def test_monitor_role_keeps_the_request_log_partitions_and_the_api_role_cannot(deployment: Stack) -> None:
+    """Retention as `tagwatch prune` runs it in compose and the chart: as the monitor role, through the migration's
+    SECURITY DEFINER functions; the api role may neither call them nor drop a partition itself."""
+    from tagwatch.db.partitions import ensure_partitions, prune_requests
+
+    old = datetime(2023, 2, 14, tzinfo=UTC)  # a month no partition exists for: the DEFAULT partition takes it
+    request_id = uuid.uuid4().hex
+    with connect(deployment.log_url) as conn:
+        conn.execute(
+            "INSERT INTO prediction_requests (id, created_at, title, body, predicted, latency_seconds) "
+            "VALUES (%s, %s, 't', 'b', '[]', 0.01)",
+            (request_id, old),
+        )
+        conn.execute(
+            "INSERT INTO feedback (id, request_id, request_created_at, tags, received_at) "
+            "VALUES (%s, %s, %s, '[]', now())",
+            (uuid.uuid4().hex, request_id, old),
+        )
+    monitor = make_engine(deployment.url_as("monitor", "log"))
+    api = make_engine(deployment.url_as("api", "log"))
+    try:
+        created = ensure_partitions(monitor, now=datetime.now(UTC), ahead=4)
+        assert {"prediction_requests_p2023_02", "feedback_p2023_02"} <= set(created)  # moved out of DEFAULT
+        cutoff = datetime(2023, 6, 1, tzinfo=UTC)
+        planned = prune_requests(monitor, older_than=cutoff, dry_run=True)
+        assert planned.partitions_dropped == ("feedback_p2023_02", "prediction_requests_p2023_02")
+        with pytest.raises(ProgrammingError) as refused:
+            prune_requests(api, older_than=cutoff)
+        assert isinstance(refused.value.orig, psycopg.errors.InsufficientPrivilege)
+        with pytest.raises(ProgrammingError) as refused:
+            ensure_partitions(api, now=datetime.now(UTC), ahead=12)
+        assert isinstance(refused.value.orig, psycopg.errors.InsufficientPrivilege)
+        with connect(deployment.url_as("api", "log")) as conn:
+            denied(conn, "DROP TABLE prediction_requests_p2023_02")
+            denied(conn, "ALTER TABLE prediction_requests DETACH PARTITION prediction_requests_p2023_02")
+            denied(conn, "SELECT count(*) FROM prediction_requests_p2023_02")  # only through the parent
+        with connect(deployment.url_as("monitor", "log")) as conn:
+            denied(conn, "DROP TABLE feedback_p2023_02")
+        done = prune_requests(monitor, older_than=cutoff)
+        assert done.partitions_dropped == planned.partitions_dropped
+        with connect(deployment.log_url) as conn:
+            assert conn.execute("SELECT count(*) FROM prediction_requests WHERE id = %s", (request_id,)).fetchone() == (
+                0,
+            )
+            assert conn.execute("SELECT count(*) FROM feedback WHERE request_id = %s", (request_id,)).fetchone() == (0,)
+    finally:
+        monitor.dispose()
+        api.dispose()
 
 
 @pytest.mark.postgres

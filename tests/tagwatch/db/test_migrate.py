@@ -43,12 +43,13 @@ def test_models_match_the_migrations(database_url: str) -> None:
     from alembic.runtime.migration import MigrationContext
 
     from tagwatch.db import Base
+    from tagwatch.db.partitions import include_name
 
     upgrade_database(database_url)
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
             assert compare_metadata(ctx, Base.metadata) == []
     finally:
         engine.dispose()
