@@ -50,7 +50,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 tagwatch \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/tagwatch --no-create-home \
         --shell /usr/sbin/nologin tagwatch \
-    && install -d -o 10001 -g 10001 -m 0750 /var/lib/tagwatch
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/tagwatch /var/lib/tagwatch-spill
 
 COPY --from=builder /opt/venv /opt/venv
 # The bundled questions (CC BY-SA: the notice travels with them). tagwatch.settings.BUNDLED_DATA resolves next to
@@ -62,7 +62,9 @@ RUN ln -s /opt/tagwatch/data "$(python -c 'import sysconfig; print(sysconfig.get
     && python -c "from tagwatch.settings import BUNDLED_DATA, Settings; assert BUNDLED_DATA.is_file(), BUNDLED_DATA; assert Settings().data_path.is_file()" \
     && tagwatch --help > /dev/null
 
-# A named volume mounted here starts with this directory's owner, so the non-root user can write to it.
+# A named volume mounted here starts with this directory's owner, so the non-root user can write to it (compose
+# mounts its spill volume on /var/lib/tagwatch-spill, made above for the same reason; no VOLUME: a container that
+# does not spill gets no anonymous volume).
 VOLUME ["/var/lib/tagwatch"]
 WORKDIR /var/lib/tagwatch
 # Numeric, so that orchestrators checking "runAsNonRoot" can see it is not root without reading /etc/passwd.

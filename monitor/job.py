@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 LOCK_BUSY_REASON = "another monitor run is in progress (lock held)"
 PROMOTION_BUSY_REASON = "a retrain is already running elsewhere (promotion lock held): not started"
+# The reason of a run that found the window of an earlier run again (followed by that run's id).
+NO_NEW_REQUESTS = "no new requests or feedback since run"
 # The actor of the requests the monitor files (and of the alias moves of their promotions).
 MONITOR_ACTOR = "monitor"
 
@@ -164,6 +166,9 @@ class Monitor:
                 outcome.status = "skipped"
                 outcome.reasons = [f"window too small: {len(rows)} < {self.settings.min_window} requests"]
                 return self._finish(outcome, started, window=rows)
+            previous = runs.latest_window(self.engine)
+            if previous is not None and runs.same_window(previous, rows, model_version=version):
+                return self._unchanged(outcome, previous, rows, started)
             outcome.result, outcome.report_path = self._detect(champion, rows, now)
             stored = [r for r in self.history() if r.id != outcome.id and runs.is_window(r)]
             filed = requests_of_runs(self.engine, [r.id for r in stored if r.retrain_triggered])
@@ -201,6 +206,19 @@ class Monitor:
             outcome.status = "failed"
             outcome.error = f"{type(exc).__name__}: {exc}"
             return self._finish(outcome, started, window=rows)
+
+    def _unchanged(
+        self, outcome: RunOutcome, previous: DriftRun, window: list[LoggedRequest], started: float
+    ) -> RunOutcome:
+        """The window is the one ``previous`` saw (no new request, no new feedback, the same champion): measuring it
+        again would repeat that run's verdict and write one more report of the same data. The run ends well (the
+        monitor is alive: TagwatchMonitorStale stays quiet on a quiet stream; TagwatchNoTraffic is the alert for that)
+        with that run's confirmations, no report and no result, so the policy does not count it as a window."""
+        outcome.confirmed = dict(previous.confirmed or {})
+        until = previous.window_until.isoformat() if previous.window_until else "?"
+        outcome.reasons = [f"{NO_NEW_REQUESTS} {previous.id} (window up to {until}): not measured again, no report"]
+        outcome.status = "ok"
+        return self._finish(outcome, started, window=window)
 
     def history(self, limit: int = runs.HISTORY_RUNS) -> list[DriftRun]:
         """The latest ``limit`` stored runs, oldest first."""
@@ -290,7 +308,8 @@ class Monitor:
             self.metrics.drift_confirmed.labels(kind).set(1 if outcome.confirmed.get(kind) else 0)
         self.metrics.runs.labels(outcome.status).inc()
         if outcome.status == "ok":
-            self.metrics.run_duration.observe(time.perf_counter() - started)
+            if outcome.result is not None:  # the duration of a measurement, not of finding nothing new
+                self.metrics.run_duration.observe(time.perf_counter() - started)
             self.metrics.last_success.set(time.time())
         if outcome.status != "failed":
             self._write_index()
@@ -298,27 +317,41 @@ class Monitor:
         return outcome
 
     def _write_index(self) -> None:
-        from monitor.report import RunEntry, write_index
+        write_reports_index(self.engine, self.settings)
 
-        entries = []
-        for run in self.history(limit=500):
-            if run.summary is None:
-                continue
-            decision = "retrain" if run.retrain_triggered else ("; ".join(run.reasons[-1:]) or None)
-            if run.retrain:
-                decision = f"retrain: {run.retrain.get('result')} (challenger {run.retrain.get('challenger_version')})"
-            entries.append(
-                RunEntry(started_at=run.started_at, result=run.summary, report=run.report_path, decision=decision)
+
+def write_reports_index(engine: Engine, settings: Settings) -> None:
+    """Rewrite the reports index from the latest 500 runs that measured a window and the champion's moves. A run
+    whose report is no longer on disk (deleted after ``report_retention_days``) reads "expired", never a link."""
+    from monitor.report import RunEntry, write_index
+    from tagwatch.history import list_moves
+    from tagwatch.registry import CHAMPION
+
+    reports_dir = settings.reports_dir
+    entries = []
+    for run in runs.load_history(engine, limit=500):
+        if run.summary is None:  # nothing measured (skipped, failed, or no new requests): no line
+            continue
+        decision = "retrain" if run.retrain_triggered else ("; ".join(run.reasons[-1:]) or None)
+        if run.retrain:
+            decision = f"retrain: {run.retrain.get('result')} (challenger {run.retrain.get('challenger_version')})"
+        # A run with a summary had its report written: no file now means it expired (or was removed by hand).
+        report = run.report_path if run.report_path and (reports_dir / run.report_path).is_file() else None
+        entries.append(
+            RunEntry(
+                started_at=run.started_at,
+                result=run.summary,
+                report=report,
+                decision=decision,
+                expired=report is None,
             )
-        from tagwatch.history import list_moves
-        from tagwatch.registry import CHAMPION
-
-        try:
-            moves = list_moves(self.engine, model_name=self.settings.model_name, alias=CHAMPION, limit=500)
-        except Exception:  # the history is extra: without it (say, a schema before 0003) the index is still written
-            log.exception("could not read the model history for the reports index")
-            moves = []
-        write_index(entries, self.settings.reports_dir, moves=moves)
+        )
+    try:
+        moves = list_moves(engine, model_name=settings.model_name, alias=CHAMPION, limit=500)
+    except Exception:  # the history is extra: without it (say, a schema before 0003) the index is still written
+        log.exception("could not read the model history for the reports index")
+        moves = []
+    write_index(entries, reports_dir, moves=moves, retention_days=settings.report_retention_days)
 
 
 def _already_filed(request: RetrainRequest) -> str:

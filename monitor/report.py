@@ -39,6 +39,7 @@ class RunEntry:
     result: dict[str, Any]  # DriftResult.to_dict()
     report: str | None  # file name relative to the reports directory; None when no report was written
     decision: str | None = None  # what the policy made of it, e.g. "retrain" / "no action: cool-down"
+    expired: bool = False  # its report was written and has been deleted since (report_retention_days)
 
     @classmethod
     def from_result(
@@ -139,12 +140,19 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def write_index(runs: Sequence[RunEntry], reports_dir: Path, *, moves: Sequence[AliasMoveRecord] | None = None) -> Path:
-    """Write ``reports_dir/index.html``: one row per run (newest first) with per-kind scores, verdicts and a link.
+def write_index(
+    runs: Sequence[RunEntry],
+    reports_dir: Path,
+    *,
+    moves: Sequence[AliasMoveRecord] | None = None,
+    retention_days: float | None = None,
+) -> Path:
+    """Write ``reports_dir/index.html``: one row per run (newest first) with per-kind scores, verdicts and a link
+    (or "expired" for a run whose report was deleted).
 
     ``moves`` (``tagwatch.history.list_moves``): the page starts with a "Model history" section listing the champion
     moves among them, newest first (when, from -> to, trigger, who); other aliases' moves are left out. None: no
-    such section.
+    such section. ``retention_days``: how long reports are kept, said on the page.
     """
     rows = []
     for run in sorted(runs, key=lambda r: r.started_at, reverse=True):
@@ -159,7 +167,7 @@ def write_index(runs: Sequence[RunEntry], reports_dir: Path, *, moves: Sequence[
             cells.append(_kind_cell(kinds.get(kind)))
         cells.append(f"<td>{_e(run.decision or '')}</td>")
         # quoted: a stored name is a relative path, never a "javascript:" URL
-        link = f'<a href="{_e(quote(run.report))}">report</a>' if run.report else "-"
+        link = f'<a href="{_e(quote(run.report))}">report</a>' if run.report else ("expired" if run.expired else "-")
         cells.append(f"<td>{link}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     header = "".join(
@@ -171,7 +179,13 @@ def write_index(runs: Sequence[RunEntry], reports_dir: Path, *, moves: Sequence[
         "<i>(little data)</i> when the window was below its minimum size. The concept score weighs, among others, "
         "the drop of the feedback's micro-F1 over the model's tags (true tags outside them left out) below the "
         "model's random hold-out, the micro-F1 of the model card (micro_f1, not micro_f1_all_tags).</p>"
-        f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        + (
+            f"<p>Reports are kept {_e(f'{retention_days:g}')} days (TAGWATCH_REPORT_RETENTION_DAYS); an older run's "
+            "report reads <i>expired</i>.</p>"
+            if retention_days is not None
+            else ""
+        )
+        + f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
     page = _page("tagwatch drift runs", body)
     return _write_atomic(reports_dir / INDEX_NAME, lambda tmp: tmp.write_text(page, encoding="utf-8"))

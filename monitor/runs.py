@@ -105,10 +105,43 @@ def verdict(run: DriftRun, request: RetrainRequest | None = None) -> WindowVerdi
 
 
 def is_window(run: DriftRun) -> bool:
-    """Whether a stored run is one of the policy's windows: a run that ended well, or a failed one that had filed
-    (or, in older tagwatch, started) a retrain: the cool-down and the follow-ups must count that retrain, or a
-    crash would start it again at once (a crash loop)."""
-    return run.status == "ok" or (run.status == "failed" and run.retrain_triggered)
+    """Whether a stored run is one of the policy's windows: a run that ended well having measured a window (not one
+    that found the previous window again: ``same_window``), or a failed one that had filed (or, in older tagwatch,
+    started) a retrain: the cool-down and the follow-ups must count that retrain, or a crash would start it again at
+    once (a crash loop)."""
+    return (run.status == "ok" and run.summary is not None) or (run.status == "failed" and run.retrain_triggered)
+
+
+def latest_window(engine: Engine) -> DriftRun | None:
+    """The latest run that ended well (measured a window, or found the one before unchanged)."""
+    with Session(engine) as session:
+        stmt = select(DriftRun).where(DriftRun.status == "ok")
+        row = session.scalars(stmt.order_by(DriftRun.started_at.desc(), DriftRun.id.desc()).limit(1)).first()
+        session.expunge_all()
+    return row
+
+
+def same_window(run: DriftRun, window: list[LoggedRequest], *, model_version: str) -> bool:
+    """Whether ``window`` is the window ``run`` saw: the same champion, the same first and last request, as many
+    requests and as many of them labelled. A new request moves the last one (or the count, on equal times); new
+    feedback on the same requests changes the labelled count."""
+    if not window or run.model_version != model_version:
+        return False
+    labelled = sum(1 for r in window if r.feedback_tags is not None)
+    return (
+        run.n_current == len(window)
+        and run.n_labelled == labelled
+        and _same_time(run.window_since, window[0].created_at)
+        and _same_time(run.window_until, window[-1].created_at)
+    )
+
+
+def _same_time(stored: datetime | None, current: datetime) -> bool:
+    if stored is None:
+        return False
+    if stored.tzinfo is None:  # a backend that hands back naive UTC
+        stored = stored.replace(tzinfo=UTC)
+    return stored == current.astimezone(UTC)
 
 
 def mark_interrupted(engine: Engine, champion_or_none: Callable[[], str | None]) -> None:

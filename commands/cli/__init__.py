@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from commands import retraining
-from commands.cli import deployment, model, monitor, registry, replay, serve, simulate
+from commands.cli import deployment, model, monitor, prune, registry, replay, serve, simulate
 from tagwatch.settings import get_settings
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ app.command("history")(registry.history)
 app.command("backtest")(simulate.backtest)
 app.command("migrate")(deployment.migrate)
 app.command("init")(deployment.init)
+app.command("prune")(prune.prune)
 app.command("alert-sink")(serve.alert_sink)
 app.command("demo")(simulate.demo)
 

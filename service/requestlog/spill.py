@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 SPILL_PREFIX = "spill-"
+SPILL_GLOB = f"{SPILL_PREFIX}*.jsonl"
 
 
 def try_lock(fh: IO[bytes]) -> bool:
@@ -47,6 +48,26 @@ def fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@dataclass(frozen=True)
+class SpillUsage:
+    """The spill files in a directory: how many, and their bytes (what ``spill_max_bytes`` caps)."""
+
+    files: int
+    bytes: int
+
+
+def spill_usage(directory: Path) -> SpillUsage:
+    """Count the spill files in ``directory`` (one directory scan: at start, on a rescan, and for ``tagwatch prune``;
+    never per request: the gauge reads ``SpillWriter.disk_bytes``)."""
+    files = total = 0
+    if directory.is_dir():
+        for path in directory.glob(SPILL_GLOB):
+            with contextlib.suppress(FileNotFoundError):  # replayed and deleted meanwhile
+                total += path.stat().st_size
+                files += 1
+    return SpillUsage(files=files, bytes=total)
 
 
 class SpillWriter:
@@ -91,11 +112,7 @@ class SpillWriter:
             return self._recount_locked()
 
     def _recount_locked(self) -> int:
-        total = 0
-        if self.directory.is_dir():
-            for path in self.directory.glob(f"{SPILL_PREFIX}*.jsonl"):
-                with contextlib.suppress(FileNotFoundError):  # replayed and deleted meanwhile
-                    total += path.stat().st_size
+        total = spill_usage(self.directory).bytes
         self._disk_bytes = total
         self._counted_at = time.monotonic()
         return total

@@ -25,6 +25,7 @@ from tagwatch.registry import artifacts, registration, staging
 from tagwatch.registry.artifacts import (
     GUARD_FILE,
     HOLDOUT_FILE,
+    MODEL_DIR,
     REFERENCE_FILE,
     REQUIRED_META_FILES,
     load_model_from,
@@ -365,8 +366,16 @@ class Registry:
         run = self._client.get_run(mv.run_id)
         return artifacts.version_info(self.model_name, mv, run.data.metrics)
 
-    def list_versions(self) -> list[ModelVersionInfo]:
-        """Every version of the model, newest first."""
+    def aliases(self) -> dict[str, str]:
+        """Every alias of the model and the version it names ({} when there is no registered model yet)."""
+        return self._aliases()
+
+    def version_sources(self) -> dict[str, str]:
+        """Every version of the model and its artifact location (``source``), without reading its files: a version
+        whose artifacts are gone is listed too (``list_versions`` reads each version's files)."""
+        return {str(mv.version): str(mv.source) for mv in self._search_versions()}
+
+    def _search_versions(self) -> list[ModelVersion]:
         found: list[ModelVersion] = []
         token = None
         while True:
@@ -375,6 +384,63 @@ class Registry:
             token = page.token
             if not token:
                 break
+        return found
+
+    def run_directory(self, source: str) -> Path | None:
+        """The run directory holding a version's artifacts (``<artifacts_dir>/<model>/<run id>``, the parent of the
+        ``artifacts/model`` directory its ``source`` names), or None (logged) when that is not a directory under this
+        registry's ``artifacts_dir``: tagwatch deletes nothing it did not write."""
+        try:
+            model_dir = local_path(source)
+        except RegistryError:
+            log.warning("%s: artifact location %s is not a local directory: its files are left alone", self, source)
+            return None
+        run_dir = model_dir.resolve().parent.parent
+        inside = run_dir.is_relative_to(self.artifacts_dir) and run_dir != self.artifacts_dir
+        if model_dir.name != MODEL_DIR or not inside:
+            log.warning("%s: %s is not a run directory under %s: left alone", self, run_dir, self.artifacts_dir)
+            return None
+        return run_dir
+
+    def delete_version(self, version: str | int) -> None:
+        """Delete a version from the registry (and mark its run deleted), leaving its files (``remove_run_directory``).
+        Refuses a version an alias names. A version already gone is not an error."""
+        from mlflow.exceptions import MlflowException
+
+        number = normalize_version(version)
+        named = sorted(alias for alias, v in self._aliases().items() if v == number)
+        if named:
+            raise RegistryError(f"{self.model_name} version {number} is named by {', '.join(named)}: not deleted")
+        try:
+            mv = self._model_version(number)
+        except VersionNotFoundError:
+            return
+        try:
+            self._client.delete_model_version(self.model_name, number)
+        except MlflowException as exc:
+            if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                raise
+        if mv.run_id:
+            try:
+                self._client.delete_run(mv.run_id)  # soft: the run's params and metrics stay readable
+            except MlflowException as exc:
+                log.warning("%s: could not mark run %s of version %s deleted: %s", self, mv.run_id, number, exc)
+
+    def remove_run_directory(self, directory: Path) -> bool:
+        """Remove a run directory ``run_directory`` returned; False when it was already gone."""
+        import shutil
+
+        directory = directory.resolve()
+        if not directory.is_relative_to(self.artifacts_dir) or directory == self.artifacts_dir:
+            raise RegistryError(f"{directory} is not under {self.artifacts_dir}: not removed")
+        if not directory.exists():
+            return False
+        shutil.rmtree(directory)
+        return True
+
+    def list_versions(self) -> list[ModelVersionInfo]:
+        """Every version of the model, newest first."""
+        found = self._search_versions()
         found.sort(key=lambda mv: int(mv.version), reverse=True)
         # MLflow leaves aliases empty in search results: take them from the registered model
         by_version: dict[str, list[str]] = {}

@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from commands.scheduler import DRIFT_JOB, RETRAIN_JOB, filed_a_retrain, start_scheduler
+from commands.scheduler import (
+    DRIFT_JOB,
+    PRUNE_JOB,
+    PRUNE_START_DELAY_SECONDS,
+    RETRAIN_JOB,
+    filed_a_retrain,
+    start_scheduler,
+)
 from monitor.metrics import MonitorMetrics
 from monitor.runs import RunOutcome
 from tagwatch.settings import Settings
@@ -19,10 +26,13 @@ HOUR = 3600.0
 class StubMonitor:
     """What the scheduler asks of a monitor: ``run_once`` and ``metrics``; each run files a retrain or not."""
 
-    def __init__(self, files: list[bool]) -> None:
+    def __init__(self, files: list[bool], settings: Settings | None = None) -> None:
         self.metrics = MonitorMetrics()
         self.files = files
         self.runs = threading.Semaphore(0)
+        # What the prune job takes from the monitor (when it runs: not within these tests' hour).
+        self.settings = settings or Settings(prune_interval_seconds=2 * HOUR)
+        self.engine = self.registry = None
 
     def run_once(self) -> RunOutcome:
         outcome = RunOutcome(id=1, status="ok", started_at=datetime.now(UTC), model_version="1")
@@ -65,8 +75,10 @@ def test_both_jobs_are_scheduled_with_a_runner(tmp_path: Path) -> None:
     scheduler = _start(monitor, runner)
     try:
         jobs = {job.id: job for job in scheduler.get_jobs()}
-        assert set(jobs) == {DRIFT_JOB, RETRAIN_JOB}
+        assert set(jobs) == {DRIFT_JOB, RETRAIN_JOB, PRUNE_JOB}
         assert jobs[DRIFT_JOB].trigger.interval.total_seconds() == HOUR
+        assert jobs[PRUNE_JOB].trigger.interval.total_seconds() == 2 * HOUR  # TAGWATCH_PRUNE_INTERVAL_SECONDS
+        assert jobs[PRUNE_JOB].max_instances == 1
         assert jobs[RETRAIN_JOB].trigger.interval.total_seconds() == HOUR  # TAGWATCH_RETRAIN_POLL_SECONDS
         assert jobs[RETRAIN_JOB].max_instances == 1
         # The runner's first poll is at start: requests left by the last stop run at once.
@@ -80,7 +92,7 @@ def test_without_a_runner_only_the_drift_job_runs(tmp_path: Path) -> None:
     monitor = StubMonitor([True])
     scheduler = _start(monitor, None)
     try:
-        assert [job.id for job in scheduler.get_jobs()] == [DRIFT_JOB]
+        assert {job.id for job in scheduler.get_jobs()} == {DRIFT_JOB, PRUNE_JOB}
         _run_drift_now(scheduler, monitor)  # files, and there is nobody to wake: no error
     finally:
         scheduler.shutdown(wait=True)
@@ -113,7 +125,7 @@ def test_filed_a_retrain() -> None:
 def test_by_default_the_runner_is_the_embedded_one_the_settings_ask_for(tmp_path: Path) -> None:
     from prometheus_client import generate_latest
 
-    for setting, jobs in (("embedded", {DRIFT_JOB, RETRAIN_JOB}), ("off", {DRIFT_JOB})):
+    for setting, jobs in (("embedded", {DRIFT_JOB, RETRAIN_JOB, PRUNE_JOB}), ("off", {DRIFT_JOB, PRUNE_JOB})):
         monitor = StubMonitor([])
         # What embedded_runner takes from the monitor: its settings, engine, registry and metrics registry.
         monitor.settings = Settings(home=tmp_path, retrain_runner=setting)  # type: ignore[attr-defined]
@@ -123,3 +135,56 @@ def test_by_default_the_runner_is_the_embedded_one_the_settings_ask_for(tmp_path
         exported = generate_latest(monitor.metrics.registry).decode()
         # Embedded, the runner's metrics are on the monitor's /metrics.
         assert ("tagwatch_retrains_total" in exported) == (setting == "embedded")
+
+
+def test_the_prune_job_starts_a_minute_after_the_monitor_or_after_one_interval(tmp_path: Path) -> None:
+    for first_run_now, delay in ((True, PRUNE_START_DELAY_SECONDS), (False, 2 * HOUR)):
+        monitor = StubMonitor([True])
+        before = datetime.now(UTC)
+        scheduler = start_scheduler(
+            monitor,  # type: ignore[arg-type]
+            interval_seconds=HOUR,
+            background=True,
+            first_run_now=first_run_now,
+            runner=None,
+        )
+        scheduler.start()
+        try:
+            job = scheduler.get_job(PRUNE_JOB)
+            assert job.coalesce
+            wait = (job.next_run_time - before).total_seconds()
+            assert delay - 1 <= wait <= delay + 5, (first_run_now, wait)
+        finally:
+            scheduler.shutdown(wait=True)
+
+
+def test_the_prune_job_prunes_with_the_monitors_request_log_and_registry(
+    settings: Settings, registry_with_champion: Any, sqlite_url: str, monkeypatch: Any
+) -> None:
+    """The demo and `tagwatch monitor` run the real prune in their scheduler: it runs, and deletes nothing they need."""
+    from monitor.job import Monitor
+    from tagwatch.db import make_engine, upgrade_database
+
+    upgrade_database(sqlite_url)
+    engine = make_engine(sqlite_url)
+    ran: list[Any] = []
+    import commands.prune
+
+    real = commands.prune.run_prune
+    monkeypatch.setattr(commands.prune, "run_prune", lambda *a, **k: ran.append(real(*a, **k)) or ran[-1])
+    monitor = Monitor(settings, engine=engine, registry=registry_with_champion)
+    scheduler = start_scheduler(monitor, interval_seconds=HOUR, background=True, first_run_now=False, runner=None)
+    scheduler.start()
+    try:
+        scheduler.modify_job(PRUNE_JOB, next_run_time=datetime.now(UTC))
+        deadline = time.monotonic() + 60
+        while not ran and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        scheduler.shutdown(wait=True)
+        engine.dispose()
+    (result,) = ran
+    assert result.errors.keys() <= {"partitions", "requests"}  # until tagwatch.db.partitions exists
+    assert result.model_versions is not None
+    assert result.model_versions.deleted == ()
+    assert registry_with_champion.champion_version() == "1"

@@ -352,6 +352,29 @@ def test_stateful_tagwatch_services_share_the_home_volume_and_the_databases() ->
         assert env["TAGWATCH_AUTO_MIGRATE"] == "false", f"{name}: init migrates, replicas must not race"
 
 
+def test_spill_files_have_a_volume_of_their_own() -> None:
+    """The api spills to the tagwatch-spill volume, not the home volume (a full spill must not stop a model or a
+    report from being saved); the monitor mounts it read-only, so `tagwatch prune` can report its usage."""
+    api, monitor = services()["api"], services()["monitor"]
+    spill_dir = api["environment"]["TAGWATCH_SPILL_DIR"]
+    home = api["environment"]["TAGWATCH_HOME"]
+    assert PurePosixPath(home) not in PurePosixPath(spill_dir).parents
+    assert spill_dir != home
+    assert ("volume", "tagwatch-spill", spill_dir) in set(_mounts(api))
+    assert "tagwatch-spill:" + spill_dir in api["volumes"]  # read-write
+    assert monitor["environment"]["TAGWATCH_SPILL_DIR"] == spill_dir
+    assert f"tagwatch-spill:{spill_dir}:ro" in monitor["volumes"]
+    # Only those two see it; the home volume is another one.
+    users = {name for name, svc in services().items() if any(src == "tagwatch-spill" for _, src, _ in _mounts(svc))}
+    assert users == {"api", "monitor"}
+    assert "tagwatch-spill" in (compose().get("volumes") or {})
+    # The image makes the mount point, owned by its user: a new named volume starts with that owner.
+    makes = [args for args in _dockerfile_args("RUN") if "install -d" in args and spill_dir in args]
+    assert makes, f"the Dockerfile does not create {spill_dir}"
+    user = _dockerfile_args("USER")[-1].split(":")[0]
+    assert f"-o {user}" in makes[0]
+
+
 def _cli_envvars() -> set[str]:
     """Environment variables the `tagwatch` commands read as options (e.g. replay's TAGWATCH_API_KEY)."""
     import typer

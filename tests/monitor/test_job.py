@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 from sqlalchemy.orm import Session
 
 from commands.retraining import embedded_runner, retrain_after
-from monitor.job import Monitor
+from monitor.job import NO_NEW_REQUESTS, Monitor
 from monitor.runs import RunOutcome
 from retrain.promote import RetrainOutcome
 from retrain.runner import RetrainRunner
@@ -118,6 +118,46 @@ def test_topic_swap_is_confirmed_and_retrains(
         assert monitor.registry.champion_version() == "2"
 
 
+def test_a_window_without_new_requests_is_not_measured_again(
+    monitor_for: Any, database_url: str, small_training_set: list[Question]
+) -> None:
+    from monitor import runs
+
+    monitor = monitor_for(database_url, window_size=300)
+    log_questions(monitor.engine, small_training_set[1000:1300], now=NOW)
+    first = monitor.run_once(now=NOW)
+    assert first.status == "ok", first.error
+    assert first.report_path is not None
+    reports = sorted(monitor.settings.reports_dir.glob("drift-*.html"))
+    assert len(reports) == 1
+    last_success = monitor.metrics.last_success._value.get()
+
+    # The same window a minute later: a run that ends well (the monitor is alive) without a report or a result.
+    quiet = monitor.run_once(now=NOW + timedelta(minutes=1))
+    assert quiet.status == "ok", quiet.error
+    assert (quiet.result, quiet.report_path, quiet.retrain_triggered) == (None, None, False)
+    assert quiet.reasons[0].startswith(f"{NO_NEW_REQUESTS} {first.id} (window up to ")
+    assert quiet.confirmed == first.confirmed
+    assert sorted(monitor.settings.reports_dir.glob("drift-*.html")) == reports
+    row = monitor.history()[-1]
+    assert (row.status, row.summary, row.report_path, row.n_current) == ("ok", None, None, 300)
+    assert not runs.is_window(row)
+    assert monitor.metrics.last_success._value.get() >= last_success > 0
+    metrics = generate_latest(monitor.metrics.registry).decode()
+    assert 'tagwatch_monitor_runs_total{status="ok"} 2.0' in metrics
+    assert "tagwatch_monitor_run_duration_seconds_count 1.0" in metrics  # measurements only
+    index = (monitor.settings.reports_dir / "index.html").read_text()
+    assert index.count(">report</a>") == 1
+
+    # One new request: measured again, with a report.
+    log_questions(monitor.engine, small_training_set[1300:1301], now=NOW + timedelta(minutes=2))
+    fresh = monitor.run_once(now=NOW + timedelta(minutes=2))
+    assert fresh.result is not None
+    assert fresh.report_path is not None
+    assert len(list(monitor.settings.reports_dir.glob("drift-*.html"))) == 2
+    assert [runs.is_window(r) for r in monitor.history()] == [True, False, True]
+
+
 def test_no_champion(settings: Settings, sqlite_url: str) -> None:
     from tagwatch.registry import Registry
 
@@ -219,7 +259,9 @@ def test_the_row_is_written_when_the_run_files_its_retrain_and_as_the_runner_run
     other.dispose()
 
 
-def test_a_promotion_elsewhere_holds_the_retrain_back(drifted: Monitor, monkeypatch: Any) -> None:
+def test_a_promotion_elsewhere_holds_the_retrain_back(
+    drifted: Monitor, monkeypatch: Any, bundled_questions: list[Question]
+) -> None:
     from monitor.job import PROMOTION_BUSY_REASON
     from tagwatch.locks import promotion_lock
 
@@ -237,6 +279,8 @@ def test_a_promotion_elsewhere_holds_the_retrain_back(drifted: Monitor, monkeypa
     import retrain.promote
 
     monkeypatch.setattr(retrain.promote, "retrain", lambda *args, **kwargs: 1 / 0)
+    more = [q for q in bundled_questions if q.created_at is not None and q.created_at.year >= 2022][600:1200]
+    log_questions(drifted.engine, more[:300], now=datetime.now(UTC))  # each run below measures new requests
     failed = run_and_retrain(drifted, runner_of(drifted))
     assert failed.status == "ok", failed.error
     assert failed.retrain is not None
@@ -250,9 +294,21 @@ def test_a_promotion_elsewhere_holds_the_retrain_back(drifted: Monitor, monkeypa
     metrics = generate_latest(drifted.metrics.registry).decode()
     assert 'tagwatch_retrains_total{result="failed"} 1.0' in metrics
     # ... and counts for the cool-down like any retrain.
+    log_questions(drifted.engine, more[300:], now=datetime.now(UTC))
     cooled = drifted.run_once()
     assert not cooled.retrain_triggered
     assert cooled.reasons[-1] == "cool-down: 1 of 3 windows since the last retrain"
+    # No new request since: the window is not measured again, and is no window for the cool-down; the drift stays
+    # confirmed (its alert does not resolve on a quiet stream).
+    quiet = drifted.run_once()
+    assert (quiet.status, quiet.result, quiet.report_path) == ("ok", None, None)
+    assert quiet.reasons == [
+        f"{NO_NEW_REQUESTS} {cooled.id} (window up to {drifted.history()[-2].window_until.isoformat()}): "  # type: ignore[union-attr]
+        "not measured again, no report"
+    ]
+    assert quiet.confirmed == cooled.confirmed
+    metrics = generate_latest(drifted.metrics.registry).decode()
+    assert 'tagwatch_drift_confirmed{kind="data"} 1.0' in metrics
     other.dispose()
 
 

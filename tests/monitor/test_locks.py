@@ -412,7 +412,12 @@ def test_two_monitor_processes_never_run_or_promote_at_once(
 
 
 def test_a_monitor_killed_during_its_retrain_does_not_retrain_again_at_once(
-    registry_with_champion: Any, settings: Settings, database_url: str, drifted_log: Any, tmp_path: Path
+    registry_with_champion: Any,
+    settings: Settings,
+    database_url: str,
+    drifted_log: Any,
+    tmp_path: Path,
+    bundled_questions: list[Question],
 ) -> None:
     from tagwatch.retrain_queue import FAILED, INTERRUPTED_ERROR, RetrainRequest
 
@@ -438,6 +443,9 @@ def test_a_monitor_killed_during_its_retrain_does_not_retrain_again_at_once(
         assert row.summary is not None
         # While it runs, another monitor's run is not held back (the retrain holds no drift-run lock) and files no
         # second retrain; a manual retrain is refused, and another runner leaves the request alone.
+        # (new requests: a run that finds the window of the last one unchanged does not measure it again)
+        more = [q for q in bundled_questions if q.created_at is not None and q.created_at.year >= 2022][600:1200]
+        log_questions(engine, more[:300], now=datetime.now(UTC))
         busy = monitor.run_once()
         assert busy.status == "ok", busy.error
         assert not busy.retrain_triggered
@@ -458,6 +466,7 @@ def test_a_monitor_killed_during_its_retrain_does_not_retrain_again_at_once(
     with Session(engine) as session:
         (request,) = session.scalars(select(RetrainRequest)).all()
         assert (request.status, request.error) == (FAILED, INTERRUPTED_ERROR)
+    log_questions(engine, more[300:], now=datetime.now(UTC))
     after = monitor.run_once()
     assert after.status == "ok", after.error
     stale, _busy, current = runs_in(engine)

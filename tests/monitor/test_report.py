@@ -124,6 +124,20 @@ def test_index_escapes_and_tolerates_missing_reports(tiny: DriftResult, tmp_path
     assert write_index([], tmp_path).read_text(encoding="utf-8").count("<tr>") == 1  # the header only
 
 
+def test_index_says_expired_for_a_deleted_report(tiny: DriftResult, tmp_path: Path) -> None:
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    entries = [
+        RunEntry(started_at=at, result=tiny.to_dict(), report=None, expired=True),
+        RunEntry(started_at=at + timedelta(days=20), result=tiny.to_dict(), report=report_filename(at)),
+        RunEntry(started_at=at + timedelta(days=21), result=tiny.to_dict(), report=None),
+    ]
+    page = write_index(entries, tmp_path, retention_days=14).read_text(encoding="utf-8")
+    cells = re.findall(r"<td>(expired|-|<a href=[^<]*>report</a>)</td></tr>", page)
+    assert cells == ["-", f'<a href="{report_filename(at)}">report</a>', "expired"]  # newest first
+    assert "Reports are kept 14 days" in page
+    assert "kept" not in write_index(entries, tmp_path).read_text(encoding="utf-8")
+
+
 # --- the model history section -------------------------------------------------------------------------------
 
 HOSTILE = "</td></table><script>alert(1)</script><img src=x onerror=alert(2)>\"'&<!--"

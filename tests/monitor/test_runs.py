@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from monitor import runs
 from monitor.runs import RUNNING, RunOutcome
-from tagwatch.db import DriftRun
+from tagwatch.db import DriftRun, LoggedRequest
 from tagwatch.retrain_queue import PROMOTED, SKIPPED, RetrainRequest
 
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -39,6 +39,8 @@ def _run(**values: Any) -> DriftRun:
 
 def test_a_stored_run_is_a_window_when_it_ended_well_or_failed_after_filing_a_retrain() -> None:
     assert runs.is_window(_run(status="ok"))
+    # A run that found the previous window again measured nothing: no window for the policy.
+    assert not runs.is_window(_run(status="ok", summary=None))
     assert runs.is_window(_run(status="failed", retrain_triggered=True))
     assert not runs.is_window(_run(status="failed"))
     assert not runs.is_window(_run(status="skipped"))
@@ -92,3 +94,48 @@ def test_mark_interrupted_fails_rows_left_running_once(engine: Engine) -> None:
     assert asked == []  # no inline retrain was interrupted: the champion is not read
     runs.mark_interrupted(engine, lambda: "3")
     assert [r.status for r in runs.load_history(engine)] == ["failed", "ok"]
+
+
+def _logged(at: datetime, labelled: bool = True) -> LoggedRequest:
+    return LoggedRequest(
+        id="r",
+        created_at=at,
+        title="t",
+        body="b",
+        body_format="html",
+        predicted=(),
+        model_version="3",
+        latency_seconds=0.001,
+        feedback_tags=("python",) if labelled else None,
+        feedback_received_at=at if labelled else None,
+    )
+
+
+def test_same_window_compares_champion_ends_counts_and_labels() -> None:
+    window = [_logged(AT), _logged(AT + timedelta(seconds=1), labelled=False), _logged(AT + timedelta(seconds=2))]
+    seen = _run(window_since=AT, window_until=AT + timedelta(seconds=2), n_current=3, n_labelled=2)
+    assert runs.same_window(seen, window, model_version="3")
+    assert not runs.same_window(seen, window, model_version="4")  # the champion moved: measure again
+    assert not runs.same_window(seen, [*window[1:], _logged(AT + timedelta(seconds=3))], model_version="3")
+    assert not runs.same_window(seen, [*window, _logged(AT + timedelta(seconds=2))], model_version="3")
+    assert not runs.same_window(seen, [window[0], window[2], window[2]], model_version="3")  # a label came
+    assert not runs.same_window(seen, [], model_version="3")
+    assert not runs.same_window(_run(window_until=None), window, model_version="3")
+    naive = _run(
+        window_since=AT.replace(tzinfo=None),
+        window_until=(AT + timedelta(seconds=2)).replace(tzinfo=None),
+        n_current=3,
+        n_labelled=2,
+    )
+    assert runs.same_window(naive, window, model_version="3")
+
+
+def test_latest_window_is_the_latest_run_that_ended_well(engine: Engine) -> None:
+    assert runs.latest_window(engine) is None
+    for minutes, status in ((0, "ok"), (1, "ok"), (2, "failed"), (3, "skipped"), (4, RUNNING)):
+        runs.store(
+            engine, RunOutcome(id=None, status=status, started_at=AT + timedelta(minutes=minutes), model_version="3")
+        )
+    latest = runs.latest_window(engine)
+    assert latest is not None
+    assert latest.started_at == AT + timedelta(minutes=1)

@@ -167,6 +167,9 @@ def stack(
             "reload_interval_seconds": 0.5,
             "log_flush_interval_seconds": 0.1,
             "auto_retrain": False,  # the drift must stay confirmed until the stable window resolves it
+            # One window confirms: the 300 drifted requests may all land between two runs, and a run that finds the
+            # same window again does not measure it again (monitor.job), so it would never be confirmed twice.
+            "drift_confirmations": 1,
         }
     )
     upgrade_database(live.db_url)

@@ -119,6 +119,7 @@ def test_the_designed_alerts_exist() -> None:
         "TagwatchApiDown",
         "TagwatchRequestLogFailing",
         "TagwatchRequestLogLosingRows",
+        "TagwatchSpillNearlyFull",
         "TagwatchMonitorStale",
         "TagwatchDataDriftConfirmed",
         "TagwatchConceptDriftConfirmed",
@@ -184,3 +185,14 @@ def test_rules_use_only_recorded_series() -> None:
     assert all(name.startswith("tagwatch:") for name in recorded), recorded
     used = {name for expr in _expressions() for name in re.findall(r"\btagwatch:[a-z0-9_:]+", expr)}
     assert not used - recorded, f"recording rules used but not defined: {sorted(used - recorded)}"
+
+
+def test_the_spill_alert_threshold_is_the_default_warn_ratio() -> None:
+    # A rule cannot read a setting: TagwatchSpillNearlyFull's 0.8 is TAGWATCH_SPILL_WARN_RATIO's default, which
+    # `tagwatch prune` uses to call the spill nearly full. Change both together.
+    from tagwatch.settings import Settings
+
+    (alert,) = [a for a in _alerts() if a["alert"] == "TagwatchSpillNearlyFull"]
+    threshold = float(re.findall(r"\)\s*>\s*([0-9.]+)\s*$", alert["expr"].strip())[0])
+    assert threshold == Settings.model_fields["spill_warn_ratio"].default
+    assert "TAGWATCH_SPILL_WARN_RATIO" in ALERTS.read_text().split("- alert: TagwatchSpillNearlyFull")[0][-900:]

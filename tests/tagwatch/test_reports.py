@@ -23,3 +23,12 @@ def test_latest_report_name_is_the_newest_by_time(tmp_path: Path) -> None:
         (tmp_path / report_filename(at + delta)).write_text("report")
     (tmp_path / "index.html").write_text("index")  # not a report
     assert latest_report_name(tmp_path) == report_filename(at + timedelta(days=3))
+
+
+def test_report_time_reads_the_start_back_from_the_name() -> None:
+    from tagwatch.reports import report_time
+
+    at = datetime(2024, 5, 1, 14, 30, 5, 123, tzinfo=UTC)
+    assert report_time(report_filename(at)) == at
+    for name in ("index.html", "drift-20240501T143005Z.html", "drift-20240501T143005.000123Z.html.tmp", ""):
+        assert report_time(name) is None

@@ -109,3 +109,35 @@ def test_spill_cap_drops_rows_counts_and_logs_them(
     nxt.submit_prediction(prediction(99))
     assert nxt.stats.rows_lost == 0
     assert spilled_ids(spill_dir) == [prediction(99).id]
+
+
+def test_spill_usage_counts_the_spill_files_only(tmp_path: Path) -> None:
+    from service.requestlog.spill import SpillUsage, spill_usage
+
+    assert spill_usage(tmp_path / "missing") == SpillUsage(files=0, bytes=0)
+    (tmp_path / "spill-00000000000000000001-1-abcdef01.jsonl").write_bytes(b"x" * 100)
+    (tmp_path / "spill-00000000000000000002-2-abcdef02.jsonl").write_bytes(b"x" * 23)
+    (tmp_path / "rejected-1.jsonl").write_bytes(b"y" * 1000)  # rows the database refused: not capped here
+    (tmp_path / "notes.txt").write_bytes(b"z")
+    assert spill_usage(tmp_path) == SpillUsage(files=2, bytes=123)
+
+
+def test_the_spill_gauges_are_read_without_scanning_the_directory(
+    engine: Engine, make_writer: Callable[..., RequestLogWriter], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.requestlog.spill as spill
+
+    scans: list[Path] = []
+    real = spill.spill_usage
+    monkeypatch.setattr(spill, "spill_usage", lambda directory: scans.append(directory) or real(directory))
+    metrics = ServiceMetrics()
+    writer = make_writer(engine, queue_size=1, spill_max_bytes=10_000, metrics=metrics)
+    for i in range(5):  # the writer is not started: the first is queued, the others spill
+        writer.submit_prediction(prediction(i))
+    counted = len(scans)
+    assert counted <= 1  # the first append counts what earlier processes left
+    for _ in range(50):  # scrapes of /metrics
+        assert sample(metrics, "tagwatch_request_log_spill_bytes") == writer.spill_bytes > 0
+        assert sample(metrics, "tagwatch_request_log_spill_capacity_bytes") == 10_000
+    assert len(scans) == counted
+    writer.stop(5.0)
