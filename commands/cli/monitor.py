@@ -19,12 +19,27 @@ def monitor(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Interface for the monitor's /metrics.")] = None,
     port: Annotated[int | None, typer.Option(help="Port for the monitor's /metrics (0: none).")] = None,
+    exporter: Annotated[
+        bool,
+        typer.Option(
+            "--exporter",
+            help="Run no drift job: serve the monitor's metrics read from the drift_runs table, for drift runs made "
+            "elsewhere (`tagwatch drift-check` on a schedule: a CronJob). --interval is then the schedule's interval.",
+        ),
+    ] = False,
 ) -> None:
     """Run the drift monitor on a schedule (APScheduler) and expose its metrics, until interrupted."""
     setup_logging()
+    settings = get_settings()
+    if exporter:
+        run_exporter(
+            host=host or settings.monitor_host,
+            port=settings.monitor_port if port is None else port,
+            interval=interval or settings.monitor_interval_seconds,
+        )
+        return
     from commands.scheduler import build_monitor, serve_metrics, start_scheduler
 
-    settings = get_settings()
     mon = build_monitor(settings)
     metrics_port = settings.monitor_port if port is None else port
     if metrics_port:
@@ -32,6 +47,34 @@ def monitor(
     scheduler = start_scheduler(mon, interval_seconds=interval or settings.monitor_interval_seconds, background=False)
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         scheduler.start()
+
+
+def run_exporter(*, host: str, port: int, interval: float) -> None:
+    """``tagwatch monitor --exporter``: the metrics of drift runs made elsewhere, until interrupted (Ctrl-C, SIGTERM).
+    Reads drift_runs only (the monitor's database role, or a read-only one); runs no migration."""
+    import signal
+    import threading
+
+    from monitor.exporter import RunsExporter, serve
+    from tagwatch.db import make_engine
+
+    if not port:
+        typer.echo("tagwatch monitor --exporter: --port 0 serves nothing; give the port to scrape", err=True)
+        raise typer.Exit(2)
+    engine = make_engine(get_settings().db_url)
+    try:
+        server = serve(RunsExporter(engine, interval_seconds=interval), host=host, port=port)
+    except OSError as exc:
+        engine.dispose()
+        typer.echo(f"tagwatch monitor --exporter: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    stop = threading.Event()
+    # A Deployment's pod is stopped with SIGTERM: end as on Ctrl-C, not with a traceback.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    server.shutdown()
+    engine.dispose()
 
 
 def drift_check(
