@@ -6,6 +6,7 @@ Heavy things (the model, the database engine, the registry client) are created i
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -166,7 +167,12 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
         try:
             if settings.auto_migrate:
                 await anyio.to_thread.run_sync(upgrade_database, settings.db_url)
-            state = AppState(settings, metrics, holder, make_engine(settings.db_url))
+            state = AppState(
+                settings,
+                metrics,
+                holder,
+                make_engine(settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow),
+            )
             app.state.tagwatch = state
             if settings.log_enabled:
                 from service.requestlog import RequestLogWriter
@@ -395,9 +401,16 @@ class WithHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def jittered(interval: float, rng: random.Random) -> float:
+    """A wait of ``interval`` +- 50 %: replicas started together (a rollout, an autoscaler step) spread their
+    registry checks over the interval instead of polling in lockstep (docs/scaling.md)."""
+    return interval * rng.uniform(0.5, 1.5)
+
+
 async def _reload_loop(holder: ModelHolder, interval: float) -> None:
+    rng = random.Random()
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(jittered(interval, rng))
         try:
             await anyio.to_thread.run_sync(holder.check_and_reload)
         except Exception:  # the registry being briefly unreachable must not stop the loop

@@ -153,8 +153,12 @@ class Settings(BaseSettings):
     # Title and body characters of all the questions of one /predict/batch together.
     max_batch_chars: int = Field(default=500_000, ge=1_000)
     max_feedback_tags: int = Field(default=10, ge=1, le=100)
-    # How often the service checks whether the champion alias moved.
+    # How often the service checks whether the champion alias moved (each replica, jittered +-50 %).
     reload_interval_seconds: float = Field(default=5.0, gt=0)
+    # The API's request-log connections on PostgreSQL: at most pool + overflow per replica (docs/scaling.md: replicas
+    # x this must fit max_connections, or go through PgBouncer).
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int = Field(default=10, ge=0, le=100)
     # Run Alembic migrations when the service starts (the compose stack runs them in a one-shot init instead).
     auto_migrate: bool = True
     # Tags named in metric labels: the N most frequent of the model's vocabulary, the rest as "other".

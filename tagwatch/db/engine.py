@@ -38,7 +38,13 @@ def is_memory_sqlite(u: URL) -> bool:
 
 
 def make_engine(
-    url: str | URL, *, busy_timeout: float = 5.0, connect_timeout: float = 5.0, foreign_keys: bool = True
+    url: str | URL,
+    *,
+    busy_timeout: float = 5.0,
+    connect_timeout: float = 5.0,
+    foreign_keys: bool = True,
+    pool_size: int = 5,
+    max_overflow: int = 10,
 ) -> Engine:
     """An engine for the request-log database.
 
@@ -46,7 +52,8 @@ def make_engine(
     is locked" errors, foreign keys enforced (off by default in SQLite), usable from any thread.
     PostgreSQL (psycopg 3 only; the request log uses its COPY support): pre-ping so connections killed by a
     restart or a proxy are replaced instead of failing the next write, a connect timeout and TCP keepalives
-    so a vanished server is noticed in seconds, not minutes.
+    so a vanished server is noticed in seconds, not minutes; at most ``pool_size + max_overflow`` connections
+    (many replicas x the pool must fit the server's max_connections: docs/scaling.md).
     """
     u = normalize_url(url)
     if u.get_backend_name() == "sqlite":
@@ -78,6 +85,8 @@ def make_engine(
     return create_engine(
         u,
         pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         connect_args={
             "connect_timeout": max(1, math.ceil(connect_timeout)),
             "keepalives": 1,

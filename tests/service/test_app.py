@@ -429,3 +429,16 @@ def test_hostile_json_shapes_are_cheap_4xx(client: TestClient) -> None:
     assert objects.status_code == 422
     assert len(objects.json()["errors"]) == 1
     assert _rows(client)["prediction_requests"] == 0
+
+
+def test_the_reload_interval_is_jittered_around_its_setting() -> None:
+    import random
+
+    from service.app import jittered
+
+    rng = random.Random(7)
+    waits = [jittered(10.0, rng) for _ in range(2_000)]
+    assert all(5.0 <= w <= 15.0 for w in waits)
+    # Spread, not a constant: replicas started together drift apart.
+    assert max(waits) - min(waits) > 8.0
+    assert 9.5 < sum(waits) / len(waits) < 10.5  # the mean poll rate stays the setting's

@@ -27,3 +27,24 @@ def test_urls_are_checked() -> None:
     with pytest.raises(ValueError, match="unsupported database") as info:
         make_engine("mysql://user:secret@db.invalid/tagwatch")
     assert "secret" not in str(info.value)
+
+
+@pytest.mark.postgres
+def test_postgres_pool_is_bounded_by_the_settings(postgres_url: str) -> None:
+    from sqlalchemy.pool import QueuePool
+
+    from tagwatch.settings import Settings
+
+    settings = Settings(database_url=postgres_url, db_pool_size=2, db_max_overflow=1)
+    engine = make_engine(settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+    try:
+        pool = engine.pool
+        assert isinstance(pool, QueuePool)
+        # At most pool + overflow connections at once per replica (docs/scaling.md counts them against max_connections).
+        assert (pool.size(), pool._max_overflow) == (2, 1)
+        held = [engine.connect() for _ in range(3)]
+        assert pool.checkedout() == 3
+        for conn in held:
+            conn.close()
+    finally:
+        engine.dispose()
