@@ -93,6 +93,8 @@ def test_migrate_creates_the_database_and_the_registry_store(cli_home: Settings)
     finally:
         engine.dispose()
     assert Registry.from_settings(cli_home).champion_version() is None
+    # The reports directory exists before any drift run: the API replicas mount the home read-only (the chart).
+    assert cli_home.reports_dir.is_dir()
     again = invoke("migrate")  # idempotent
     assert again.exit_code == 0, again.output
     assert again.stdout == first.stdout
