@@ -635,6 +635,54 @@ def test_monitor_role_keeps_the_request_log_partitions_and_the_api_role_cannot(d
 
 
 @pytest.mark.postgres
+def test_prune_runs_whole_as_the_monitor_role(
+    deployment: Stack, small_model: TagModel, small_training_set: list[Question], tmp_path: Path
+) -> None:
+    """`tagwatch prune` as compose's monitor and the chart's CronJob run it: every part with the monitor role's URLs
+    (partitions and retention through the functions, report links cleared in drift_runs, model versions deleted
+    from the registry), none failing for want of a privilege."""
+    from commands.prune import run_prune
+
+    owner = Registry(deployment.registry_url, deployment.artifacts, MODEL_NAME)
+    for _ in range(2):  # versions no alias names, beyond the newest one kept
+        owner.register(
+            copy.copy(small_model),
+            params=small_model.params,
+            metrics={},
+            data_window={"n_questions": 10},
+            reference=small_training_set[:50],
+        )
+    settings = Settings(
+        home=deployment.artifacts.parent,
+        database_url=deployment.url_as("monitor", "log"),
+        registry_url=deployment.url_as("monitor", "registry"),
+        model_name=MODEL_NAME,
+        keep_model_versions=1,
+        auto_migrate=False,
+        spill_dir=tmp_path / "spill",
+    )
+    engine = make_engine(settings.db_url)
+    try:
+        registry = Registry.from_settings(settings)
+        result = run_prune(settings, engine=engine, registry=registry)
+        assert result.errors == {}, result.errors
+        assert result.skipped == {}, result.skipped
+        assert result.model_versions is not None
+        assert result.model_versions.deleted
+        left = owner.list_versions()
+        newest = max(int(v.version) for v in left)
+        # What is left: the aliased versions and the newest one; the champion untouched.
+        assert all(v.aliases or int(v.version) == newest for v in left)
+        assert owner.champion_version() == deployment.champion
+        again = run_prune(settings, engine=engine, registry=registry)  # idempotent: nothing more to delete
+        assert again.errors == {}
+        assert again.model_versions is not None
+        assert again.model_versions.deleted == ()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
 def test_monitor_role_writes_drift_runs_alias_moves_and_the_registry(
     deployment: Stack, small_model: TagModel, small_training_set: list[Question]
 ) -> None:
