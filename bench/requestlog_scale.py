@@ -25,15 +25,16 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
+
+from bench.postgres import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -87,19 +88,9 @@ def _questions(limit: int | None = None) -> list[tuple[str, str, str, tuple[str,
     return out[:limit] if limit else out
 
 
-@contextmanager
-def fresh_database(admin_url: str, prefix: str = "tagwatch_bench_scale") -> Iterator[str]:
+def fresh_database(admin_url: str, prefix: str = "tagwatch_bench_scale") -> AbstractContextManager[str]:
     """A new empty database on the server of ``admin_url``, dropped on exit."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return fresh_postgres_database(admin_url, prefix)
 
 
 def _raw(engine: Engine) -> Any:

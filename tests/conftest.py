@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
+from bench.postgres import fresh_postgres_database
 from tagwatch.data import Question
 from tagwatch.model import TagModel
 from tagwatch.settings import Settings
-from tests.support import SMALL_MODEL_TAGS, fresh_postgres_database, unavailable
+from tests.support import SMALL_MODEL_TAGS, unavailable
 
 # The PostgreSQL server the tests use; each test gets a database of its own on it.
 ADMIN_URL = os.environ.get("TAGWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -56,6 +57,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tagwatch.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on a migrated request-log database, SQLite and PostgreSQL (``database_url``)."""
+    from tagwatch.db import make_engine, upgrade_database
+
+    upgrade_database(database_url)
+    made = make_engine(database_url)
+    yield made
+    made.dispose()
 
 
 @pytest.fixture

@@ -5,15 +5,12 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import NoReturn
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from tagwatch.data import Question
@@ -100,19 +97,3 @@ def require_tool(name: str) -> str:
     if path is None:
         unavailable(f"{name} is not installed (make test installs it: see the Makefile's 'tools' target)")
     return path
-
-
-@contextmanager
-def fresh_postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database named ``<prefix>_<random>`` on the server of ``admin_url``; its URL.
-    Dropped afterwards, connections or not."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,14 +40,6 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     monkeypatch.setattr(commands.prune, "_ensure_partitions", ensure)
     monkeypatch.setattr(commands.prune, "_prune_requests", prune)
     return seen
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade_database(database_url)
-    made = make_engine(database_url)
-    yield made
-    made.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ against a live monitor's own gauges for the same run, then over HTTP, then with 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -217,14 +216,6 @@ def test_apply_counts_runs_by_status_and_times_the_ok_ones() -> None:
 
 
 # --- on a real database ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade_database(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def store(engine: Engine, *rows: DriftRun) -> None:

@@ -4,7 +4,6 @@ PostgreSQL): rows stop naming deleted files, the files go, the index reads "expi
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from monitor.job import write_reports_index
 from monitor.retention import expired_reports, prune_reports
-from tagwatch.db import DriftRun, make_engine, upgrade_database
+from tagwatch.db import DriftRun
 from tagwatch.reports import INDEX_NAME, report_filename
 from tagwatch.settings import Settings
 
@@ -29,14 +28,6 @@ def test_expired_reports_are_the_reports_of_runs_before_the_cutoff() -> None:
     assert expired_reports([], cutoff=NOW) == []
     with pytest.raises(ValueError, match="timezone"):
         expired_reports(names, cutoff=datetime(2026, 1, 1))
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade_database(database_url)
-    made = make_engine(database_url)
-    yield made
-    made.dispose()
 
 
 SUMMARY = {"kinds": {}, "sizes": {"current": 300, "feedback": 200}, "model_version": "1"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,14 +42,6 @@ class FakeRegistry:
 
     def champion_version(self) -> str | None:
         return self.champion
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade_database(database_url)
-    made = make_engine(database_url)
-    yield made
-    made.dispose()
 
 
 def _file(engine: Engine, *, parent: str | None = "1", reason: str = "drift: data") -> RetrainRequest:

@@ -22,14 +22,6 @@ from tests.tagwatch.registry.support import register_tiny
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade_database(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
 def test_record_and_list_moves(engine: Engine) -> None:
     assert list_moves(engine, model_name="tagwatch") == []
     first = record_move(

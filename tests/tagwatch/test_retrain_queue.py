@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -31,14 +30,6 @@ from tagwatch.retrain_queue import (
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 MODEL = "tagwatch"
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade_database(database_url)
-    made = make_engine(database_url)
-    yield made
-    made.dispose()
 
 
 def _drift_run(engine: Engine, *, status: str = "ok") -> int:

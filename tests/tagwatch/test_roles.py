@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ProgrammingError
 from typer.testing import CliRunner
 
+from bench.postgres import fresh_postgres_database
 from tagwatch.data import Question
 from tagwatch.db import Base, make_engine, upgrade_database
 from tagwatch.db.partitions import is_partition
@@ -48,7 +49,6 @@ from tagwatch.roles import (
     role_name,
 )
 from tagwatch.settings import Settings, get_settings
-from tests.support import fresh_postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "dashboards" / "json"

@@ -18,14 +18,6 @@ from tests.service.requestlog.support import MiB, Outage
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade_database(database_url)
-    eng = make_engine(database_url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
 def make_writer(tmp_path: Path) -> Iterator[Callable[..., RequestLogWriter]]:
     """Writers with fast test timings; every writer is stopped at the end of the test."""
     writers: list[RequestLogWriter] = []

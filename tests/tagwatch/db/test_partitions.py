@@ -34,14 +34,6 @@ MONTHS = [datetime(2026, m, 1, tzinfo=UTC) for m in range(6, 13)]
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade_database(database_url)
-    eng = make_engine(database_url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
 def pg(postgres_url: str) -> Iterator[Engine]:
     upgrade_database(postgres_url)
     eng = make_engine(postgres_url)

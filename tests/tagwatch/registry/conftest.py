@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.postgres import fresh_postgres_database
 from tagwatch.registry import Registry
-from tests.support import fresh_postgres_database
 from tests.tagwatch.registry.support import Store
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.postgres import fresh_postgres_database
 from tagwatch.registry import (
     CHALLENGER,
     CHAMPION,
@@ -17,7 +18,6 @@ from tagwatch.registry import (
     RegistryError,
     VersionNotFoundError,
 )
-from tests.support import fresh_postgres_database
 from tests.tagwatch.registry.support import Store, TinyModel, register_tiny
 
 
