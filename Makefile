@@ -62,7 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.drift
 
 # The request log at 10 million rows on the PostgreSQL of TAGWATCH_TEST_POSTGRES_URL (default 127.0.0.1:5432):
-# ~25 min and ~17 GB of disk while it runs (its database is dropped at the end); not part of `make bench`.
+# ~15 min (quiet machine) and ~17 GB of disk while it runs (its database is dropped at the end); not part of `make bench`.
 bench-requestlog: $(STAMP)
 	$(BIN)/python -m bench.requestlog_scale --rows 10000000
 

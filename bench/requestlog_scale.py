@@ -406,7 +406,8 @@ def _mib(n: float) -> str:
 
 
 def report(r: ScaleResult) -> str:
-    ok = "meets" if r.window_worst <= WINDOW_TARGET_SECONDS else "misses"
+    ok_median = "meets" if r.window_median <= WINDOW_TARGET_SECONDS else "misses"
+    ok_worst = "meets" if r.window_worst <= WINDOW_TARGET_SECONDS else "misses"
     ok_ret = "meets" if r.retention_seconds <= RETENTION_TARGET_SECONDS else "misses"
     w = r.writer
     lines = [
@@ -423,7 +424,8 @@ def report(r: ScaleResult) -> str:
         "",
         f"`fetch_requests(engine, until=now, limit={r.window_limit})` as the monitor calls it, {len(r.window_seconds)} "
         f"runs: median **{r.window_median * 1000:.1f} ms**, worst **{r.window_worst * 1000:.1f} ms** (first run "
-        f"{r.window_seconds[0] * 1000:.1f} ms): {ok} the target. {r.window_rows:,} rows returned.",
+        f"{r.window_seconds[0] * 1000:.1f} ms): the median {ok_median} the target, the worst run {ok_worst} it. "
+        f"{r.window_rows:,} rows returned.",
         "",
         f"Partitions its row statement reads (EXPLAIN): {', '.join(f'`{p}`' for p in r.window_partitions)}; "
         "every older month is pruned at plan time, indexes included.",
