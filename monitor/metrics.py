@@ -6,11 +6,12 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.drift.types import KINDS
+from tagwatch.observability import process_registry
 
 
 class MonitorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or process_registry()
         r = self.registry
         self.drift_score = Gauge(
             "tagwatch_drift_score",

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tagwatch.observability import process_registry
+
 # tagwatch_retrains_total's results; a skipped request (its champion moved) is no retrain and is not counted.
 RESULTS = ("promoted", "rejected", "held", "failed")
 
 
 class RetrainMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or process_registry()
         r = self.registry
         self.retrains = Counter(
             "tagwatch_retrains_total",

@@ -18,12 +18,14 @@ import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import make_asgi_app
+from starlette.routing import Route
 
 from service import auth, problems, schemas
 from service.guard import RequestGuard
 from service.metrics import OTHER_TAG, ServiceMetrics
 from service.model_holder import LoadedModel, ModelHolder, ModelSource
+from tagwatch.observability import accepted_request_id, request_id
 from tagwatch.registry.resolver import ChampionResolver
 from tagwatch.settings import Settings, get_settings
 from tagwatch.text import TextInput, detect_format
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
     from service.requestlog import RequestLogWriter
 
 log = logging.getLogger(__name__)
+# One line per request when TAGWATCH_ACCESS_LOG is on (uvicorn's own access log stays off: it knows no request id).
+access_log = logging.getLogger("tagwatch.access")
+MAX_LOGGED_PATH = 512
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -72,6 +77,74 @@ class MetricsMiddleware:
             method = scope.get("method", "GET")
             self.metrics.http_requests.labels(template, method, f"{status // 100}xx").inc()
             self.metrics.http_duration.labels(template, method).observe(time.perf_counter() - start)
+
+
+class RequestContextMiddleware:
+    """Gives every HTTP request an id: the client's ``X-Request-ID`` when it is a bounded printable token, else a new
+    one. The id is in the response's ``X-Request-ID`` header and in every log line written while the request runs
+    (``tagwatch.observability.RequestIdFilter``); with ``access_log``, one line per request (method, path, status,
+    duration; never the body or the query string)."""
+
+    def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers", [])
+        incoming = next((v.decode("latin-1") for k, v in headers if k.lower() == b"x-request-id"), None)
+        rid = accepted_request_id(incoming)
+        header = (b"x-request-id", rid.encode("ascii"))
+        token = request_id.set(rid)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message["headers"] = [*kept, header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if self.access_log:
+                self._log(scope, status, time.perf_counter() - start)
+            request_id.reset(token)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, duration: float) -> None:
+        # The path as the client sent it (percent-encoded: no control characters reach a text log), bounded.
+        raw = scope.get("raw_path")
+        path = raw.decode("latin-1") if isinstance(raw, bytes) else str(scope.get("path", ""))
+        path = path.split("?", 1)[0][:MAX_LOGGED_PATH]
+        method = str(scope.get("method", ""))
+        access_log.info(
+            "%s %s %d %.1f ms",
+            method,
+            path,
+            status,
+            duration * 1000,
+            extra={"method": method, "path": path, "status": status, "duration_seconds": round(duration, 6)},
+        )
+
+
+class PrometheusEndpoint:
+    """``/metrics``: prometheus_client's ASGI app (gzip when the scraper accepts it, OpenMetrics when it asks for
+    it). Counted by the metrics middleware under its ``path``: a Starlette route of an ASGI app does not put itself
+    in ``scope["route"]`` as FastAPI's routes do, so the endpoint names itself."""
+
+    def __init__(self, registry: Any, path: str = "/metrics") -> None:
+        self.app = make_asgi_app(registry)
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
+        await self.app(scope, receive, send)
 
 
 class AppState:
@@ -220,6 +293,8 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
         max_in_flight=settings.max_concurrent_requests,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outermost: the guard's refusals and the metrics middleware's work carry the request id too.
+    app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)
     problems.install(app)
     api = schemas.request_models(schemas.Limits.from_settings(settings))
     # Every route can answer these: 413/408/503 from the guard, 500 from a bug.
@@ -347,9 +422,8 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             params=loaded.params,
         )
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics(state: StateDep) -> Response:
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    endpoint = PrometheusEndpoint(metrics.registry)
+    app.router.routes.append(Route(endpoint.path, endpoint, methods=["GET"], include_in_schema=False))
 
     reports = Path(settings.reports_dir)
     reports.mkdir(parents=True, exist_ok=True)

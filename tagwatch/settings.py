@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     feedback_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
     predict_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
 
+    # Log lines: "text" (for a terminal) or "json" (one JSON object per line, with the request id of an API request).
+    log_format: Literal["text", "json"] = "text"
+    # The API logs one line per request (method, path, status, duration, request id; never the body).
+    access_log: bool = False
+
     # Where models, reports, spill files and the embedded databases live.
     home: Path = Field(default_factory=lambda: Path.home() / ".tagwatch")
     # Request log, feedback and drift runs. Default: an SQLite file under home.
@@ -189,6 +194,8 @@ class Settings(BaseSettings):
     partitions_ahead: int = Field(default=3, ge=1, le=24)
     # Drift reports (HTML) are kept this many days (the drift_runs rows stay; their report link then says so).
     report_retention_days: float = Field(default=14.0, gt=0)
+    # Grafana as users open it (the reports index links its drift dashboard there); empty: no link.
+    grafana_url: str = Field(default="http://localhost:3000", pattern=r"^(https?://\S+)?$")
     # Model versions kept besides the champion and the previous champion: the newest N (older ones and their
     # artifacts are deleted).
     keep_model_versions: int = Field(default=5, ge=1, le=1_000)

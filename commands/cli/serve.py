@@ -33,6 +33,9 @@ def serve(
         host=host,
         port=port,
         log_level="info",
+        # uvicorn's lines go through setup_logging's handler (JSON with TAGWATCH_LOG_FORMAT=json); the access log is
+        # the app's own (TAGWATCH_ACCESS_LOG: with the request id and the duration).
+        log_config=None,
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=5,

@@ -188,3 +188,40 @@ def test_the_prune_job_prunes_with_the_monitors_request_log_and_registry(
     assert result.model_versions is not None
     assert result.model_versions.deleted == ()
     assert registry_with_champion.champion_version() == "1"
+
+
+def test_the_monitor_metrics_endpoint_gzips_and_has_the_process_series() -> None:
+    import gzip
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from commands.scheduler import serve_metrics
+    from retrain.metrics import RetrainMetrics
+
+    monitor = StubMonitor([])
+    RetrainMetrics(monitor.metrics.registry)  # as embedded_runner does: the process series are not registered twice
+    server = serve_metrics(monitor, host="127.0.0.1", port=0)  # type: ignore[arg-type]
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            zipped = gzip.decompress(response.read()).decode()
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.headers.get("Content-Encoding") is None
+            plain = response.read().decode()
+    finally:
+        server.shutdown()
+    names = [family.name for family in text_string_to_metric_families(zipped)]
+    assert names == [family.name for family in text_string_to_metric_families(plain)]
+    assert {"process_resident_memory_bytes", "python_gc_objects_collected", "tagwatch_drift_score"} <= set(names)
+    assert "tagwatch_retrains" in names
+    assert len(names) == len(set(names))
+
+
+def test_the_retrain_worker_registry_has_the_process_series() -> None:
+    from retrain.metrics import RetrainMetrics
+
+    names = {family.name for family in RetrainMetrics().registry.collect()}
+    assert {"process_resident_memory_bytes", "process_cpu_seconds", "python_gc_objects_collected"} <= names

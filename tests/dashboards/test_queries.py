@@ -62,12 +62,14 @@ def names_in(expr: str) -> set[str]:
     return set(METRIC_NAME.findall(re.sub(r'"[^"]*"', '""', expr)))
 
 
-def exported_metrics() -> dict[str, tuple[str, ...]]:
-    """Every metric family the code exports -> the series names Prometheus stores for it."""
+def exported_metrics(*, ours_only: bool = True) -> dict[str, tuple[str, ...]]:
+    """Every metric family the code exports -> the series names Prometheus stores for it. ``ours_only``: the
+    tagwatch_* families, without the standard process_* and python_* ones every registry carries too."""
     out: dict[str, tuple[str, ...]] = {}
     for registry in (ServiceMetrics().registry, MonitorMetrics().registry, RetrainMetrics().registry):
         for family in registry.collect():
-            out[family.name] = tuple(family.name + suffix for suffix in SUFFIXES[family.type])
+            if family.name.startswith("tagwatch_") or not ours_only:
+                out[family.name] = tuple(family.name + suffix for suffix in SUFFIXES[family.type])
     return out
 
 
@@ -118,6 +120,21 @@ def test_every_exported_metric_is_on_a_dashboard() -> None:
         expanded |= pending
     missing = sorted(family for family, series in exported_metrics().items() if not seen & set(series))
     assert missing == [], f"metrics on no dashboard: {missing}"
+
+
+def test_the_process_series_the_dashboards_use_are_exported() -> None:
+    exported = {series for names in exported_metrics(ours_only=False).values() for series in names}
+    used = {
+        name
+        for _, _, expr in dashboard_queries()
+        for name in names_in(expr)
+        if name.startswith(("process_", "python_"))
+    }
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total"} <= used
+    assert used <= exported, sorted(used - exported)
+    service = {expr for uid, _, expr in dashboard_queries() if uid == UIDS["service.json"]}
+    assert any("process_resident_memory_bytes" in e for e in service)
+    assert any("rate(process_cpu_seconds_total" in e for e in service)
 
 
 def test_recording_rules_the_dashboards_use_exist() -> None:

@@ -87,12 +87,13 @@ def run(
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a registry, by name and labels (the *_created timestamps left out: they differ per process)."""
+    """Every tagwatch sample of a registry, by name and labels (the *_created timestamps left out: they differ per
+    process; so do the process_* and python_* series of the process itself)."""
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in registry.collect()
         for s in family.samples
-        if not s.name.endswith("_created")
+        if s.name.startswith("tagwatch_") and not s.name.endswith("_created")
     }
 
 
@@ -302,6 +303,10 @@ def test_over_http_metrics_are_read_per_scrape_and_health_reads_nothing(engine: 
         last = scraped["tagwatch_monitor_last_success_timestamp_seconds"].samples[0].value
         assert last == (T0 + timedelta(seconds=3)).timestamp()
         assert "# HELP tagwatch_drift_confirmed 1 when the policy confirmed drift" in text_
+        assert "\nprocess_resident_memory_bytes " in text_  # the exporter process's own memory and CPU
+        zipped = httpx.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=10)
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert "tagwatch_drift_score" in zipped.text
         # The database goes away: the scrape fails (the monitor looks down, not fresh); /health still answers.
         engine.dispose()
         exporter.engine = create_engine("sqlite:////nonexistent/dir/x.db")

@@ -24,6 +24,7 @@ def test_serve_runs_the_app_on_the_given_interface(cli_home: Settings, monkeypat
         "host": "0.0.0.0",
         "port": 8123,
         "log_level": "info",
+        "log_config": None,
         "access_log": False,
         "server_header": False,
         "timeout_graceful_shutdown": 5,
