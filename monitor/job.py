@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 from monitor import runs
 from monitor.drift.types import KINDS, Thresholds
 from monitor.metrics import MonitorMetrics
-from monitor.policy import Policy, WindowVerdict, decide
+from monitor.policy import Policy, WindowVerdict, decide, retrain_label
 from monitor.runs import RUNNING, RunOutcome
 from tagwatch.db import DriftRun, LoggedRequest, fetch_requests
 from tagwatch.locks import DRIFT_RUN, PROMOTION, hold
@@ -344,6 +344,7 @@ def write_reports_index(engine: Engine, settings: Settings) -> None:
                 report=report,
                 decision=decision,
                 expired=report is None,
+                retrain=_retrain_mark(run),
             )
         )
     try:
@@ -351,7 +352,21 @@ def write_reports_index(engine: Engine, settings: Settings) -> None:
     except Exception:  # the history is extra: without it (say, a schema before 0003) the index is still written
         log.exception("could not read the model history for the reports index")
         moves = []
-    write_index(entries, reports_dir, moves=moves, retention_days=settings.report_retention_days)
+    write_index(
+        entries,
+        reports_dir,
+        moves=moves,
+        retention_days=settings.report_retention_days,
+        grafana_url=settings.grafana_url or None,
+    )
+
+
+def _retrain_mark(run: DriftRun) -> str | None:
+    """The retrain a run filed, as the index's timeline marks it ("promoted v3", "filed"), or None."""
+    if run.retrain:
+        r = run.retrain
+        return retrain_label(str(r.get("result")), r.get("challenger_version"), r.get("trigger"))
+    return "filed" if run.retrain_triggered else None
 
 
 def _already_filed(request: RetrainRequest) -> str:

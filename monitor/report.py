@@ -22,13 +22,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from monitor.drift.types import KINDS, DriftResult
+from monitor.timeline import timeline_svg
 from tagwatch.reports import INDEX_NAME
 
 if TYPE_CHECKING:
     from tagwatch.history import AliasMoveRecord
+
+# The Grafana dashboard of drift scores (dashboards/model_drift.py; fixed uid, so links stay stable).
+DRIFT_DASHBOARD_UID = "tagwatch-model-drift"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class RunEntry:
     report: str | None  # file name relative to the reports directory; None when no report was written
     decision: str | None = None  # what the policy made of it, e.g. "retrain" / "no action: cool-down"
     expired: bool = False  # its report was written and has been deleted since (report_retention_days)
+    retrain: str | None = None  # the retrain the run filed, in a short phrase ("promoted v3"); None: none filed
 
     @classmethod
     def from_result(
@@ -146,13 +151,16 @@ def write_index(
     *,
     moves: Sequence[AliasMoveRecord] | None = None,
     retention_days: float | None = None,
+    grafana_url: str | None = None,
 ) -> Path:
     """Write ``reports_dir/index.html``: one row per run (newest first) with per-kind scores, verdicts and a link
     (or "expired" for a run whose report was deleted).
 
     ``moves`` (``tagwatch.history.list_moves``): the page starts with a "Model history" section listing the champion
     moves among them, newest first (when, from -> to, trigger, who); other aliases' moves are left out. None: no
-    such section. ``retention_days``: how long reports are kept, said on the page.
+    such section. ``retention_days``: how long reports are kept, said on the page. Above the table, the picture of
+    ``monitor.timeline`` (scores against thresholds over time, retrains and champion moves marked) and, with
+    ``grafana_url`` (an http(s) URL), a link to the Grafana dashboard of model drift.
     """
     rows = []
     for run in sorted(runs, key=lambda r: r.started_at, reverse=True):
@@ -174,7 +182,8 @@ def write_index(
         f"<th>{_e(h)}</th>" for h in ["started", "model", "questions", "feedback", *KINDS, "decision", "report"]
     )
     body = (
-        (_history_html(moves) if moves is not None else "")
+        _timeline_html(runs, moves or (), grafana_url)
+        + (_history_html(moves) if moves is not None else "")
         + f"<p>{len(runs)} drift runs. A kind cell shows score / threshold; <b>DRIFT</b> when detected, "
         "<i>(little data)</i> when the window was below its minimum size. The concept score weighs, among others, "
         "the drop of the feedback's micro-F1 over the model's tags (true tags outside them left out) below the "
@@ -189,6 +198,18 @@ def write_index(
     )
     page = _page("tagwatch drift runs", body)
     return _write_atomic(reports_dir / INDEX_NAME, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+
+
+def _timeline_html(runs: Sequence[RunEntry], moves: Sequence[AliasMoveRecord], grafana_url: str | None) -> str:
+    link = ""
+    if grafana_url and urlsplit(grafana_url).scheme in ("http", "https"):
+        href = f"{grafana_url.rstrip('/')}/d/{DRIFT_DASHBOARD_UID}"
+        link = f' The same over any range, with F1 and alerts: <a href="{_e(href)}">Grafana, Model &amp; drift</a>.'
+    return (
+        "<p><b>Drift over time</b>: each kind's score (line and dots) against its threshold (dashed); dashed orange: "
+        f"a run filed a retrain; green: the champion moved (new version above).{link}</p>"
+        f'<figure style="margin: 0 0 1em 0">{timeline_svg(runs, moves)}</figure>'
+    )
 
 
 def _history_html(moves: Sequence[AliasMoveRecord]) -> str:

@@ -205,3 +205,21 @@ def test_monitor_index_lists_the_recorded_champion_moves(settings: Settings, sql
     assert "1 champion move(s)" in page
     assert "- → 1" in page
     assert "→ 9" not in page
+
+
+def test_monitor_index_marks_the_retrains_runs_filed() -> None:
+    from monitor.job import _retrain_mark
+    from tagwatch.db import DriftRun
+
+    assert _retrain_mark(DriftRun(retrain=None, retrain_triggered=False)) is None
+    assert _retrain_mark(DriftRun(retrain=None, retrain_triggered=True)) == "filed"
+    promoted = {"result": "promoted", "challenger_version": "3", "trigger": "drift: data"}
+    assert _retrain_mark(DriftRun(retrain=promoted, retrain_triggered=True)) == "promoted v3"
+    pending = {"result": "pending", "trigger": "follow-up"}
+    assert _retrain_mark(DriftRun(retrain=pending, retrain_triggered=True)) == "pending (follow-up)"
+
+
+def test_index_links_the_grafana_dashboard(tmp_path: Path) -> None:
+    page = write_index([], tmp_path, grafana_url="https://grafana.example/").read_text(encoding="utf-8")
+    assert '<a href="https://grafana.example/d/tagwatch-model-drift">' in page
+    assert "tagwatch-model-drift" not in write_index([], tmp_path).read_text(encoding="utf-8")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from monitor.report import RunEntry, safe_data_script, write_index, write_report
 from service.app import create_app
 from tagwatch.data import Question
 from tagwatch.db import make_engine
+from tagwatch.history import AliasMoveRecord
 from tagwatch.model import TagModel
 from tagwatch.settings import Settings
 from tests.support import InMemorySource, unseen_questions
@@ -50,7 +52,10 @@ ARRIVED = (
 )
 WINDOW = 200
 INDEX_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "p", "b", "i", "table", "thead", "tbody", "tr"}
-INDEX_TAGS |= {"th", "td", "a"}
+INDEX_TAGS |= {"th", "td", "a", "figure"}
+# The timeline (monitor.timeline): inline SVG, no script, no link, no foreignObject.
+INDEX_TAGS |= {"svg", "g", "title", "text", "line", "polyline", "circle", "rect"}
+GRAFANA_LINK = "http://localhost:3000/d/tagwatch-model-drift"
 
 
 @dataclass
@@ -231,7 +236,11 @@ def test_hostile_text_reaches_the_pages_only_as_text(pages: tuple[str, str, str]
     assert index.scripts == []
     assert_no_injected_markup(index)
     assert {tag for tag, _ in index.elements} <= INDEX_TAGS
-    assert sum(1 for tag, _ in index.elements if tag == "a") == 2  # one link per run
+    links = [dict(attrs).get("href") for tag, attrs in index.elements if tag == "a"]
+    assert links.count(GRAFANA_LINK) == 1  # the settings' default Grafana
+    assert len(links) == 3  # and one link per run
+    assert sum(1 for tag, _ in index.elements if tag == "svg") == 1
+    assert sum(1 for tag, attrs in index.elements if tag == "circle" and ("class", "run") in attrs) >= 2
 
 
 # --- the pages' own escaping, every field ------------------------------------------------------------------
@@ -249,10 +258,22 @@ def test_index_escapes_every_value(tmp_path: Path) -> None:
         },
     }
     entries = [
-        RunEntry(started_at=datetime(2024, 1, 1, tzinfo=UTC), result=result, report=report, decision=HOSTILE)
-        for report in ("javascript:fetch(document.cookie)", HOSTILE, None)
+        RunEntry(
+            started_at=datetime(2024, 1, 1, 2 - hour, tzinfo=UTC),  # newest first, as the table lists them
+            result=result,
+            report=report,
+            decision=HOSTILE,
+            retrain=HOSTILE,  # a timeline mark's tooltip
+        )
+        for hour, report in enumerate(("javascript:fetch(document.cookie)", HOSTILE, None))
     ]
-    text = write_index(entries, tmp_path).read_text(encoding="utf-8")
+    # a champion move inside the runs' span: its versions and trigger are the timeline's label and tooltip
+    moves = [
+        AliasMoveRecord(
+            1, datetime(2024, 1, 1, 1, 30, tzinfo=UTC), HOSTILE, "champion", HOSTILE, HOSTILE, HOSTILE, HOSTILE
+        )
+    ]
+    text = write_index(entries, tmp_path, moves=moves).read_text(encoding="utf-8")
     page = parse(text)
     assert page.scripts == []
     assert {tag for tag, _ in page.elements} <= INDEX_TAGS
@@ -266,6 +287,27 @@ def test_index_escapes_every_value(tmp_path: Path) -> None:
     # relative paths, never a scheme, the hostile name percent-encoded
     assert links == ["javascript%3Afetch%28document.cookie%29", quote(HOSTILE)]
     assert "&lt;/script&gt;&lt;img src=x onerror=alert(9)&gt;&quot;&#x27;&amp;&lt;!--" in text
+    # the SVG alone: well-formed XML whose texts are the hostile values as text
+    svg = ET.fromstring(text[text.index("<svg") : text.index("</svg>") + len("</svg>")])
+    texts = "".join(svg.itertext())
+    assert f"retrain {HOSTILE}" in texts
+    assert f"v{HOSTILE}" in texts
+    assert f"champion {HOSTILE} → {HOSTILE} ({HOSTILE})" in texts
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "data:text/html,<script>alert(1)</script>", "//evil.example"])
+def test_index_links_grafana_only_over_http(tmp_path: Path, url: str) -> None:
+    text = write_index([], tmp_path, grafana_url=url).read_text(encoding="utf-8")
+    assert [tag for tag, _ in parse(text).elements if tag == "a"] == []
+    assert "alert" not in text
+    assert "evil" not in text
+
+
+def test_grafana_url_setting_refuses_other_schemes() -> None:
+    with pytest.raises(ValueError, match="grafana_url"):
+        Settings(grafana_url="javascript:alert(1)")
+    assert Settings(grafana_url="").grafana_url == ""
+    assert Settings().grafana_url == "http://localhost:3000"
 
 
 def test_plain_page_escapes_every_value(
