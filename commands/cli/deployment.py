@@ -2,41 +2,59 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
 from commands.cli.console import redact, setup_logging
 from commands.cli.model import metrics_table, summary
-from commands.cli.options import DataOpt, parse_date
+from commands.cli.options import DataOpt, JsonOpt, parse_date
 from tagwatch.settings import Settings, get_settings
 
+Echo = Callable[[str], Any]
 
-def migrate() -> None:
+
+def _quiet(_line: str) -> None:
+    """The echo of --json: the lines of a table go nowhere, the JSON document says it all."""
+
+
+def migrate(as_json: JsonOpt = False) -> None:
     """Create or upgrade the request-log database (Alembic) and the model registry's store."""
     setup_logging()
-    migrate_all(get_settings())
+    result = migrate_all(get_settings(), echo=_quiet if as_json else typer.echo)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
 
 
-def migrate_all(settings: Settings) -> str | None:
-    """Upgrade the database and create the registry's store; returns the champion version (None: no champion)."""
+def migrate_all(settings: Settings, echo: Echo = typer.echo) -> dict[str, Any]:
+    """Upgrade the database and create the registry's store. Returns what was done (the --json document): the
+    database and registry URLs (passwords redacted), the partitions and roles created, and the champion version
+    (None: no champion)."""
     from tagwatch.db import upgrade_database
     from tagwatch.registry import Registry
 
     upgrade_database(settings.db_url)
-    typer.echo(f"database at head: {redact(settings.db_url)}")
-    ensure_request_partitions(settings)
+    echo(f"database at head: {redact(settings.db_url)}")
+    partitions = ensure_request_partitions(settings, echo)
     # The registry store creates its tables on first use: do it here, once, not in several processes at once.
     champion = Registry.from_settings(settings).champion_version()
-    typer.echo(f"registry ready: {redact(settings.tracking_url)}")
+    echo(f"registry ready: {redact(settings.tracking_url)}")
     # The API replicas mount the home volume read-only (the Helm chart) and serve reports/ from it: it must exist
     # before the first drift run writes into it.
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    ensure_database_roles(settings)
-    return champion
+    roles = ensure_database_roles(settings, echo)
+    return {
+        "database": redact(settings.db_url),
+        "registry": redact(settings.tracking_url),
+        "partitions_created": partitions,
+        "roles": roles,
+        "champion": champion,
+    }
 
 
-def ensure_request_partitions(settings: Settings) -> None:
+def ensure_request_partitions(settings: Settings, echo: Echo = typer.echo) -> list[str]:
     """PostgreSQL: this month's request-log partitions and TAGWATCH_PARTITIONS_AHEAD more (`tagwatch prune` keeps
     creating them ahead); nothing on SQLite."""
     from datetime import UTC, datetime
@@ -50,10 +68,11 @@ def ensure_request_partitions(settings: Settings) -> None:
     finally:
         engine.dispose()
     if created:
-        typer.echo(f"request-log partitions created: {', '.join(created)}")
+        echo(f"request-log partitions created: {', '.join(created)}")
+    return list(created)
 
 
-def ensure_database_roles(settings: Settings) -> None:
+def ensure_database_roles(settings: Settings, echo: Echo = typer.echo) -> list[dict[str, Any]]:
     """The least-privilege database roles of a deployment (tagwatch/roles.py), for the role passwords that are set."""
     from pydantic import SecretStr
     from sqlalchemy.engine import make_url
@@ -62,12 +81,12 @@ def ensure_database_roles(settings: Settings) -> None:
 
     variables = {kind: f"TAGWATCH_{kind.upper()}_DB_PASSWORD" for kind in ROLE_KINDS}
     if make_url(settings.db_url).get_backend_name() == "sqlite":
-        typer.echo("database roles: none (SQLite has no roles; every process opens the files itself)")
-        return
+        echo("database roles: none (SQLite has no roles; every process opens the files itself)")
+        return []
     passwords: dict[str, SecretStr | None] = {kind: getattr(settings, f"{kind}_db_password") for kind in ROLE_KINDS}
     if not any(p is not None and p.get_secret_value() for p in passwords.values()):
-        typer.echo(f"database roles: none created (set {', '.join(variables.values())} to create them)")
-        return
+        echo(f"database roles: none created (set {', '.join(variables.values())} to create them)")
+        return []
     try:
         results = ensure_roles(settings.db_url, settings.tracking_url, passwords, prefix=settings.db_role_prefix)
     except RolesError as exc:
@@ -75,9 +94,10 @@ def ensure_database_roles(settings: Settings) -> None:
         raise typer.Exit(1) from None
     for result in results:
         if result.action == "skipped":
-            typer.echo(f"database role {result.role}: skipped ({variables[result.kind]} is not set)")
+            echo(f"database role {result.role}: skipped ({variables[result.kind]} is not set)")
         else:
-            typer.echo(f"database role {result.role} {result.action}: {', '.join(result.databases)}")
+            echo(f"database role {result.role} {result.action}: {', '.join(result.databases)}")
+    return [{"role": r.role, "kind": r.kind, "action": r.action, "databases": list(r.databases)} for r in results]
 
 
 def init(
@@ -96,6 +116,7 @@ def init(
             "(it becomes champion only when there is none).",
         ),
     ] = True,
+    as_json: JsonOpt = False,
 ) -> None:
     """Prepare a deployment (the compose stack's one-shot init): migrate, create the registry, train a first model."""
     setup_logging()
@@ -104,10 +125,14 @@ def init(
     from retrain.job import load_data, select_window, train_and_register
 
     settings = get_settings()
+    echo: Echo = _quiet if as_json else typer.echo
     cutoff = parse_date(until, "--until")
-    champion = migrate_all(settings)
+    migrated = migrate_all(settings, echo)
+    champion = migrated["champion"]
     if champion is not None and if_empty:
-        typer.echo(f"{settings.model_name} version {champion} is champion: no model to train")
+        echo(f"{settings.model_name} version {champion} is champion: no model to train")
+        if as_json:
+            typer.echo(json.dumps({"migrate": migrated, "trained": False, "version": champion}, indent=2))
         return
     questions = select_window(load_data(data or settings.data_path), since=None, until=cutoff)
     if len(questions) > max_train:
@@ -117,8 +142,21 @@ def init(
     if len(questions) < 200:
         typer.echo(f"Only {len(questions)} questions created before {until}; at least 200 are needed.", err=True)
         raise typer.Exit(2)
-    typer.echo(f"training on {len(questions)} questions created before {until} ...")
+    echo(f"training on {len(questions)} questions created before {until} ...")
     run = train_and_register(settings, questions, trigger="init")
+    if as_json:
+        document = {
+            "migrate": migrated,
+            "trained": True,
+            "version": run.version,
+            "champion": run.champion,
+            "questions": len(questions),
+            "data_window": run.data_window,
+            "seconds": round(run.seconds, 1),
+            "metrics": summary(run.metrics),
+        }
+        typer.echo(json.dumps(document, indent=2))
+        return
     typer.echo(
         f"Registered {settings.model_name} version {run.version}"
         f"{' (champion)' if run.champion else ''} in {run.seconds:.0f} s; window {run.data_window}"

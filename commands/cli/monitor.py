@@ -12,6 +12,9 @@ from commands.cli.console import setup_logging
 from commands.cli.options import JsonOpt
 from tagwatch.settings import get_settings
 
+# `drift-check --exit-code`: the run confirmed drift (1 is a failure, 2 a usage error, as everywhere).
+EXIT_DRIFT = 3
+
 
 def monitor(
     interval: Annotated[
@@ -80,8 +83,18 @@ def run_exporter(*, host: str, port: int, interval: float) -> None:
 def drift_check(
     as_json: JsonOpt = False,
     no_retrain: Annotated[bool, typer.Option("--no-retrain", help="Measure and decide, but start no retrain.")] = False,
+    exit_code: Annotated[
+        bool,
+        typer.Option(
+            "--exit-code",
+            help=f"Exit {EXIT_DRIFT} when the run confirms drift of any kind (default: 0, whatever it found).",
+        ),
+    ] = False,
 ) -> None:
     """Run the drift monitor once on the current window and print its summary.
+
+    Exit codes: 0 the run was made (or skipped), 1 it failed, 2 usage or an invalid setting, 3 drift confirmed
+    (only with --exit-code).
 
     Like a scheduled run it holds the drift-run lock: while another run (a running monitor's) holds it, nothing is
     measured (status skipped, no run recorded)."""
@@ -108,3 +121,5 @@ def drift_check(
             typer.echo(f"  report: {get_settings().reports_dir / result['report']}")
     if outcome.status == "failed":
         raise typer.Exit(1)
+    if exit_code and any(k.get("confirmed") for k in result.get("kinds", {}).values()):
+        raise typer.Exit(EXIT_DRIFT)

@@ -63,6 +63,7 @@ def rollback(
         ),
     ] = None,
     wait: WaitOpt = 0.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Put an earlier model back as champion; the current one becomes previous (the service follows within its
     reload interval). Recorded in the history (`tagwatch history`) with trigger "rollback" and your user name.
@@ -96,6 +97,9 @@ def rollback(
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
+    if as_json:
+        typer.echo(json.dumps({"model": settings.model_name, "from": old, "to": new, "moved": old != new}, indent=2))
+        return
     if old == new:
         typer.echo(f"{settings.model_name} version {new} is the champion already: nothing moved")
         return

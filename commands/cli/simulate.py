@@ -64,6 +64,9 @@ def demo(
         int,
         typer.Option(min=500, help="Train the first model on a sample of this many questions created before May 2018."),
     ] = 15_000,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document at the end (the progress lines go to stderr).")
+    ] = False,
 ) -> None:
     """The whole loop on this machine: train, serve, replay real questions, monitor, detect, retrain, promote."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -81,9 +84,25 @@ def demo(
             "retrain_window": 8 * window,
         }
     )
-    typer.echo(f"tagwatch demo: state in {settings.home}")
-    result = run_demo(settings, DemoPlan(window=window, max_train=max_train), echo=typer.echo)
+    echo = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
+    echo(f"tagwatch demo: state in {settings.home}")
+    result = run_demo(settings, DemoPlan(window=window, max_train=max_train), echo=echo)
     promoted = [r for r in result.timeline if r.retrain and r.retrain.startswith("promoted")]
+    if as_json:
+        from dataclasses import asdict
+
+        document = {
+            "home": str(settings.home),
+            "seconds": round(result.seconds, 1),
+            "windows": len(result.timeline),
+            "retrains": sum(1 for r in result.timeline if r.retrain),
+            "promoted": len(promoted),
+            "plot": None if result.plot is None else str(result.plot),
+            "reports": None if result.reports_index is None else str(result.reports_index),
+            "timeline": [asdict(r) for r in result.timeline],
+        }
+        typer.echo(json.dumps(document, indent=2, default=str))
+        return
     typer.echo(
         f"done in {result.seconds:.0f} s: {len(result.timeline)} windows, "
         f"{sum(1 for r in result.timeline if r.retrain)} retrain(s), {len(promoted)} promoted"
