@@ -3,7 +3,9 @@
 ``Registry`` (``client``) writes and reads through the MLflow client; ``ChampionResolver`` (``resolver``) reads an
 alias and its version straight from the store's tables, for processes that must stay small (the API). The rest:
 ``entities`` (alias names, errors, records), ``codecs`` (keys and JSON for MLflow), ``artifacts`` (a version's files),
-``staging`` and ``registration`` (logging a new version). Importing this package never imports MLflow.
+``staging`` and ``registration`` (logging a new version), ``pyfunc`` (the MLflow pyfunc flavour written next to a
+version's model files; it imports MLflow, so only ``staging`` imports it, when registering). Importing this package
+never imports MLflow.
 """
 
 from tagwatch.registry.artifacts import REQUIRED_META_FILES, read_reference, write_reference

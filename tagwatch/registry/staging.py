@@ -126,3 +126,10 @@ def stage(
     model.save(model_dir)
     if not any(model_dir.iterdir()):
         raise RegistryError(f"{type(model).__name__}.save wrote nothing to {model_dir}")
+    from tagwatch.model import TagModel
+
+    if isinstance(model, TagModel):
+        # MLflow's pyfunc flavour next to the model's files (tagwatch.registry.pyfunc): no pickle, same layout.
+        from tagwatch.registry import pyfunc
+
+        pyfunc.write_flavour(model_dir, requirements=pyfunc.requirements())

@@ -238,6 +238,7 @@ def test_the_stack_has_the_designed_services() -> None:
         "grafana",
         "alert-sink",
         "replay",
+        "mlflow",
     }
     assert services()["replay"]["profiles"] == ["demo"]
 
@@ -432,11 +433,42 @@ def test_only_init_connects_as_the_owner_and_every_process_as_its_own_role() -> 
                 holders.setdefault(variable, set()).add(name)
     assert holders == {
         "POSTGRES_PASSWORD": {"postgres", "init"},
-        ROLE_PASSWORDS["api"]: {"init", "api"},
+        # The MLflow UI reads the registry as the API's role (read-only there).
+        ROLE_PASSWORDS["api"]: {"init", "api", "mlflow"},
         ROLE_PASSWORDS["monitor"]: {"init", "monitor", "retrain-worker"},
         ROLE_PASSWORDS["grafana"]: {"init", "grafana"},
     }
     assert len({example[v] for v in ("POSTGRES_PASSWORD", *ROLE_PASSWORDS.values())}) == 4
+
+
+def test_the_mlflow_server_browses_the_registry_read_only_with_the_pinned_version() -> None:
+    from sqlalchemy.engine import make_url
+
+    from tagwatch.roles import REGISTRY_TABLE_GRANTS, role_name
+    from tagwatch.settings import Settings
+
+    mlflow = services()["mlflow"]
+    pin = re.search(r"^mlflow-skinny==(\S+)$", (REPO / "constraints.txt").read_text(), re.MULTILINE)
+    assert pin
+    # MLflow refuses a store migrated by another version: the server is the version tagwatch registers with.
+    assert mlflow["image"] == f"ghcr.io/mlflow/mlflow:v{pin.group(1)}"
+    psycopg = re.search(r"^psycopg==(\S+)$", (REPO / "constraints.txt").read_text(), re.MULTILINE)
+    assert psycopg
+    assert f'"psycopg[binary]=={psycopg.group(1)}"' in mlflow["command"][0]
+    url = make_url(mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"])
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.host, url.port, url.database) == ("postgres", 5432, "registry")
+    prefix = Settings.model_fields["db_role_prefix"].default
+    assert url.username == role_name("api", prefix)
+    assert REGISTRY_TABLE_GRANTS["api"] == ("SELECT",)
+    # The artifacts, read in place at the path the versions were registered under, never written.
+    home = services()["api"]["environment"]["TAGWATCH_HOME"]
+    assert ("volume", "tagwatch-home", home) in set(_mounts(mlflow))
+    assert f"{home}:ro" in " ".join(mlflow["volumes"])
+    assert f"--default-artifact-root file://{home}/artifacts" in mlflow["command"][0]
+    assert mlflow["ports"] == [f"{services()['proxy']['ports'][0].split(':')[0]}:5000:5000"]  # where 8080 is
+    assert "5000/health" in " ".join(mlflow["healthcheck"]["test"])
+    assert _depends_on(mlflow) == {"init": "service_completed_successfully"}
 
 
 def test_the_replay_service_sends_the_key_the_api_accepts() -> None:
