@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from bench.requestlog_scale import _questions, report, run
@@ -18,9 +20,13 @@ def test_the_scale_benchmark_loads_queries_prunes_and_reports(postgres_admin_url
 
     assert result.window_rows == 1_000
     assert len(result.window_seconds) == 2
-    # 20k rows over a year: the newest 1,000 are the last ~18 days, in the newest one or two months.
+    # 20k rows evenly over the span: the newest 1,000 are its last 1/20 (~18 days), in exactly the months those
+    # days fall in; every other month is pruned.
+    start, end = (datetime.fromisoformat(t) for t in result.span)
+    first = end - (end - start) * result.window_rows / result.rows
+    expected = sorted({f"{first:%Y_%m}", f"{end:%Y_%m}"})
     months = sorted({name[-7:] for name in result.window_partitions if not name.endswith("_default")})
-    assert 1 <= len(months) <= 2
+    assert months == expected
     assert len(result.legacy_window_seconds) == 3
 
     start_month = result.span[0][:7].replace("-", "_")
