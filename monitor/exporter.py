@@ -230,25 +230,16 @@ def read_rows(engine: Engine, since: datetime, *, limit: int = MAX_ROWS) -> list
 
 def apply(metrics: MonitorMetrics, gauges: Gauges, finished: Iterable[RunRow]) -> None:
     """Set ``metrics`` as a scheduled monitor would have after these runs (``finished``: newly finished runs)."""
-    for kind, g in gauges.kinds.items():
-        if g.score is not None:
-            metrics.drift_score.labels(kind).set(g.score)
-        if g.threshold is not None:
-            metrics.drift_threshold.labels(kind).set(g.threshold)
-        metrics.drift_detected.labels(kind).set(1 if g.detected else 0)
+    metrics.show_window(
+        {kind: (g.score, g.threshold, g.detected) for kind, g in gauges.kinds.items()},
+        feedback_micro_f1=gauges.feedback_micro_f1,
+        baseline_micro_f1=gauges.baseline_micro_f1,
+        estimated_micro_f1=gauges.estimated_micro_f1,
+        emerging_tag_share=gauges.emerging_tag_share,
+        window=gauges.window,
+    )
     for kind in KINDS:
         metrics.drift_confirmed.labels(kind).set(1 if gauges.confirmed.get(kind) else 0)
-    for gauge, value in (
-        (metrics.feedback_micro_f1, gauges.feedback_micro_f1),
-        (metrics.baseline_micro_f1, gauges.baseline_micro_f1),
-        (metrics.estimated_micro_f1, gauges.estimated_micro_f1),
-        (metrics.emerging_tag_share, gauges.emerging_tag_share),
-    ):
-        if value is not None:
-            gauge.set(value)
-    if gauges.window is not None:
-        for part, n in gauges.window.items():
-            metrics.window_questions.labels(part).set(n)
     if gauges.champion is not None:
         metrics.champion_info.clear()
         metrics.champion_info.labels(gauges.champion).set(1)

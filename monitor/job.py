@@ -281,21 +281,17 @@ class Monitor:
         return result, path.name
 
     def _set_gauges(self, result: DriftResult) -> None:
-        m = self.metrics
-        for kind, r in result.kinds.items():
-            if r.score is not None and math.isfinite(r.score):
-                m.drift_score.labels(kind).set(r.score)
-            m.drift_threshold.labels(kind).set(r.threshold)
-            m.drift_detected.labels(kind).set(1 if r.detected else 0)
-        for gauge, value in (
-            (m.feedback_micro_f1, result.feedback_micro_f1),
-            (m.emerging_tag_share, result.emerging_share),
-            (m.estimated_micro_f1, result.estimated_micro_f1),
-        ):
-            if value is not None:
-                gauge.set(value)
-        m.window_questions.labels("all").set(result.sizes["current"])
-        m.window_questions.labels("labelled").set(result.sizes["feedback"])
+        self.metrics.show_window(
+            {
+                kind: (r.score if r.score is not None and math.isfinite(r.score) else None, r.threshold, r.detected)
+                for kind, r in result.kinds.items()
+            },
+            feedback_micro_f1=result.feedback_micro_f1,
+            baseline_micro_f1=None,  # set where the champion is loaded (its hold-out micro-F1)
+            estimated_micro_f1=result.estimated_micro_f1,
+            emerging_tag_share=result.emerging_share,
+            window={"all": result.sizes["current"], "labelled": result.sizes["feedback"]},
+        )
 
     def _finish(self, outcome: RunOutcome, started: float, *, window: list[LoggedRequest] | None = None) -> RunOutcome:
         try:

@@ -3,6 +3,8 @@ metrics are the runner's: retrain/metrics.py, on this registry when the runner i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.drift.types import KINDS
@@ -92,3 +94,33 @@ class MonitorMetrics:
                 g.labels(kind).set(0)
         for status in ("ok", "skipped", "failed"):
             self.runs.labels(status)
+
+    def show_window(
+        self,
+        kinds: Mapping[str, tuple[float | None, float | None, bool]],
+        *,
+        feedback_micro_f1: float | None,
+        baseline_micro_f1: float | None,
+        estimated_micro_f1: float | None,
+        emerging_tag_share: float | None,
+        window: Mapping[str, int] | None,
+    ) -> None:
+        """The gauges of one measured window: per kind (score, threshold, detected), the accuracy figures and the
+        window's sizes. A None keeps the gauge's previous value (not measured on this window). The live monitor and
+        the exporter (the same values read back from drift_runs) both set them here."""
+        for kind, (score, threshold, detected) in kinds.items():
+            if score is not None:
+                self.drift_score.labels(kind).set(score)
+            if threshold is not None:
+                self.drift_threshold.labels(kind).set(threshold)
+            self.drift_detected.labels(kind).set(1 if detected else 0)
+        for gauge, value in (
+            (self.feedback_micro_f1, feedback_micro_f1),
+            (self.baseline_micro_f1, baseline_micro_f1),
+            (self.estimated_micro_f1, estimated_micro_f1),
+            (self.emerging_tag_share, emerging_tag_share),
+        ):
+            if value is not None:
+                gauge.set(value)
+        for part, n in (window or {}).items():
+            self.window_questions.labels(part).set(n)
