@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "Dockerfile"
+MLFLOW_DOCKERFILE = REPO / "deploy" / "mlflow" / "Dockerfile"
+CONSTRAINTS = REPO / "constraints.txt"
 DOCKERIGNORE = REPO / ".dockerignore"
 NGINX = REPO / "deploy" / "nginx.conf"
 POSTGRES_INIT = REPO / "deploy" / "postgres-init.sql"
@@ -282,7 +284,7 @@ def test_images_are_pinned_to_a_version() -> None:
 
 
 def test_the_tagwatch_image_is_built_once_and_exists_before_its_other_users_start() -> None:
-    builders = [name for name, svc in services().items() if "build" in svc]
+    builders = [name for name, svc in services().items() if "build" in svc and svc["image"].startswith("tagwatch:")]
     assert len(builders) == 1
     builder = services()[builders[0]]
     assert builder["image"].startswith("tagwatch:")
@@ -441,6 +443,12 @@ def test_only_init_connects_as_the_owner_and_every_process_as_its_own_role() -> 
     assert len({example[v] for v in ("POSTGRES_PASSWORD", *ROLE_PASSWORDS.values())}) == 4
 
 
+def _pin(package: str) -> str:
+    pin = re.search(rf"^{re.escape(package)}==(\S+)$", CONSTRAINTS.read_text(), re.MULTILINE)
+    assert pin, f"constraints.txt does not pin {package}"
+    return pin.group(1)
+
+
 def test_the_mlflow_server_browses_the_registry_read_only_with_the_pinned_version() -> None:
     from sqlalchemy.engine import make_url
 
@@ -448,27 +456,80 @@ def test_the_mlflow_server_browses_the_registry_read_only_with_the_pinned_versio
     from tagwatch.settings import Settings
 
     mlflow = services()["mlflow"]
-    pin = re.search(r"^mlflow-skinny==(\S+)$", (REPO / "constraints.txt").read_text(), re.MULTILINE)
-    assert pin
-    # MLflow refuses a store migrated by another version: the server is the version tagwatch registers with.
-    assert mlflow["image"] == f"ghcr.io/mlflow/mlflow:v{pin.group(1)}"
-    psycopg = re.search(r"^psycopg==(\S+)$", (REPO / "constraints.txt").read_text(), re.MULTILINE)
-    assert psycopg
-    assert f'"psycopg[binary]=={psycopg.group(1)}"' in mlflow["command"][0]
+    # Its own image, built from deploy/mlflow with the release's version (tests below pin what is inside).
+    assert mlflow["build"] == {"context": "deploy/mlflow"}
+    assert REPO / mlflow["build"]["context"] / "Dockerfile" == MLFLOW_DOCKERFILE
+    tagwatch_image = services()["init"]["image"]
+    assert mlflow["image"] == "tagwatch-mlflow:" + tagwatch_image.split(":", 1)[1]
+    # The image's ENTRYPOINT is `mlflow`: the command is the server's arguments, nothing run before it.
+    assert "entrypoint" not in mlflow
+    command = mlflow["command"]
+    assert isinstance(command, list)
+    assert command[0] == "server"
+    assert _mlflow_dockerfile_json("ENTRYPOINT") == ["mlflow"]
     url = make_url(mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"])
     assert url.drivername == "postgresql+psycopg"
     assert (url.host, url.port, url.database) == ("postgres", 5432, "registry")
     prefix = Settings.model_fields["db_role_prefix"].default
     assert url.username == role_name("api", prefix)
     assert REGISTRY_TABLE_GRANTS["api"] == ("SELECT",)
-    # The artifacts, read in place at the path the versions were registered under, never written.
+    # The artifacts, read in place at the path the versions were registered under, never written or proxied.
     home = services()["api"]["environment"]["TAGWATCH_HOME"]
     assert ("volume", "tagwatch-home", home) in set(_mounts(mlflow))
-    assert f"{home}:ro" in " ".join(mlflow["volumes"])
-    assert f"--default-artifact-root file://{home}/artifacts" in mlflow["command"][0]
+    assert f"tagwatch-home:{home}:ro" in mlflow["volumes"]
+    assert command[command.index("--default-artifact-root") + 1] == f"file://{home}/artifacts"
+    assert "--no-serve-artifacts" in command
+    assert 5000 in _listening_ports(mlflow)
     assert mlflow["ports"] == [f"{services()['proxy']['ports'][0].split(':')[0]}:5000:5000"]  # where 8080 is
     assert "5000/health" in " ".join(mlflow["healthcheck"]["test"])
     assert _depends_on(mlflow) == {"init": "service_completed_successfully"}
+
+
+def test_the_mlflow_service_installs_nothing_at_start() -> None:
+    mlflow = services()["mlflow"]
+    started = json.dumps([mlflow.get("entrypoint"), mlflow.get("command")])
+    assert not re.search(r"\bpip\b|\buv\b|install", started), started
+    assert mlflow.get("entrypoint") in (None, ["mlflow"])
+
+
+# --- deploy/mlflow/Dockerfile --------------------------------------------------------------------------------------
+def _mlflow_dockerfile_json(keyword: str) -> list[str]:
+    (args,) = [a for k, a in parse_dockerfile(MLFLOW_DOCKERFILE) if k == keyword]
+    return list(json.loads(args))
+
+
+def test_the_mlflow_image_is_the_official_one_of_the_pinned_version() -> None:
+    # MLflow refuses a store migrated by another version: the server is the version tagwatch registers with.
+    (base,) = [args for keyword, args in parse_dockerfile(MLFLOW_DOCKERFILE) if keyword == "FROM"]
+    assert base == f"ghcr.io/mlflow/mlflow:v{_pin('mlflow-skinny')}"
+    # The build's own check of the version it got names the same one.
+    checked = re.findall(r"mlflow\.__version__ == '([^']+)'", MLFLOW_DOCKERFILE.read_text())
+    assert checked == [_pin("mlflow-skinny")]
+
+
+def test_the_mlflow_image_bakes_in_tagwatch_s_psycopg_pin() -> None:
+    installs = [
+        shlex.split(command)
+        for keyword, args in parse_dockerfile(MLFLOW_DOCKERFILE)
+        if keyword == "RUN"
+        for command in args.split("&&")
+        if "pip install" in command
+    ]
+    assert len(installs) == 1, installs
+    (words,) = installs
+    requirements = [w for w in words[words.index("install") + 1 :] if not w.startswith("-")]
+    assert requirements == [f"psycopg[binary]=={_pin('psycopg')}"]
+    assert _pin("psycopg-binary") == _pin("psycopg")
+    assert "--no-cache-dir" in words
+
+
+def test_the_mlflow_image_runs_as_tagwatch_s_user() -> None:
+    """The home volume is tagwatch's (uid 10001, a 0750 directory): the UI reads the artifacts as the same uid."""
+    users = [args for keyword, args in parse_dockerfile(MLFLOW_DOCKERFILE) if keyword == "USER"]
+    assert users, "the image must not run as root"
+    assert users[-1] == _dockerfile_args("USER")[-1] == "10001:10001"
+    (healthcheck,) = [args for keyword, args in parse_dockerfile(MLFLOW_DOCKERFILE) if keyword == "HEALTHCHECK"]
+    assert json.loads(healthcheck[healthcheck.index("CMD") + 3 :]) == services()["mlflow"]["healthcheck"]["test"][1:]
 
 
 def test_the_replay_service_sends_the_key_the_api_accepts() -> None:
@@ -656,11 +717,15 @@ def test_nginx_resolves_the_api_replicas_at_request_time() -> None:
 
 
 # --- Dockerfile and .dockerignore ------------------------------------------------------------------------------------
-@cache
 def dockerfile() -> list[tuple[str, str]]:
+    return parse_dockerfile(DOCKERFILE)
+
+
+@cache
+def parse_dockerfile(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
     instructions, pending = [], ""
-    for line in DOCKERFILE.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if not pending and (not line.strip() or line.lstrip().startswith("#")):
             continue
         if pending and line.lstrip().startswith("#"):

@@ -35,6 +35,8 @@ RELEASE = "tw"
 NAMESPACE = "tagwatch"
 
 WORKLOAD_KINDS = ("Deployment", "CronJob", "Job", "Pod")
+# Components whose containers run another image than tagwatch's.
+NON_TAGWATCH_COMPONENTS = ("mlflow",)
 OPERATOR_KINDS = ("ServiceMonitor", "PrometheusRule")
 
 
@@ -157,3 +159,12 @@ def env_value(container: Mapping[str, Any], name: str) -> str:
 
 def workloads(rendered: Rendered) -> list[dict[str, Any]]:
     return rendered.of_kind(*WORKLOAD_KINDS)
+
+
+def tagwatch_workloads(rendered: Rendered) -> list[dict[str, Any]]:
+    """The workloads running the tagwatch image: not the `helm test` pod (python) nor the MLflow UI (its own image)."""
+    return [
+        o
+        for o in workloads(rendered)
+        if o["kind"] != "Pod" and labels(o).get("app.kubernetes.io/component") not in NON_TAGWATCH_COMPONENTS
+    ]

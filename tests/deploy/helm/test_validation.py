@@ -155,9 +155,8 @@ def test_the_templates_refuse_what_the_schema_cannot_express(sets: dict[str, str
 
 def test_settings_passed_through_env_reach_every_process() -> None:
     rendered = render(sets={"env.TAGWATCH_RETENTION_DAYS": "180"})
-    from tests.deploy.helm.chart import containers, env_value, workloads
+    from tests.deploy.helm.chart import containers, env_value, tagwatch_workloads
 
-    for obj in workloads(rendered):
-        if obj["kind"] != "Pod":
-            for container in containers(obj):
-                assert env_value(container, "TAGWATCH_RETENTION_DAYS") == "180"
+    for obj in tagwatch_workloads(rendered):
+        for container in containers(obj):
+            assert env_value(container, "TAGWATCH_RETENTION_DAYS") == "180"

@@ -18,6 +18,7 @@ from tests.deploy.helm.chart import (
     labels,
     pod_spec,
     render,
+    tagwatch_workloads,
     workloads,
 )
 
@@ -58,9 +59,7 @@ def test_each_component_runs_its_command(minimal: Rendered) -> None:
 
 
 def test_every_process_runs_in_production_without_migrating(rendered: Rendered) -> None:
-    for obj in workloads(rendered):
-        if obj["kind"] == "Pod":  # the `helm test` pod runs python, not tagwatch
-            continue
+    for obj in tagwatch_workloads(rendered):
         for container in containers(obj):
             assert env_value(container, "TAGWATCH_ENVIRONMENT") == "production", obj["metadata"]["name"]
             assert env_value(container, "TAGWATCH_HOME") == HOME
@@ -69,7 +68,7 @@ def test_every_process_runs_in_production_without_migrating(rendered: Rendered) 
 
 
 def test_secrets_are_referenced_never_inlined(rendered: Rendered) -> None:
-    secret_like = ("URL", "PASSWORD", "KEYS")
+    secret_like = ("URL", "URI", "PASSWORD", "KEYS")
     for obj in workloads(rendered):
         for container in containers(obj):
             for name, entry in env(container).items():

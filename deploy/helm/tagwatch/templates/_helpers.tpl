@@ -240,3 +240,7 @@ httpGet:
   port: {{ .port }}
 {{ toYaml .timing }}
 {{- end }}
+
+{{- define "tagwatch.mlflowImage" -}}
+{{- printf "%s:%s" .Values.mlflow.image.repository (default .Chart.AppVersion .Values.mlflow.image.tag) }}
+{{- end }}
