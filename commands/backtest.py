@@ -19,6 +19,7 @@ from typing import Any
 
 from monitor.drift.types import KINDS
 from monitor.policy import Policy, WindowVerdict, decide, retrain_label
+from tagwatch import progress
 from tagwatch.data import Question
 from tagwatch.registry import CHAMPION, PREVIOUS
 
@@ -175,89 +176,96 @@ def run_backtest(
     labelled: list[Question] = []
     records: list[WindowRecord] = []
 
-    for k, window in enumerate(windows):
-        champion_version = registry.champion_version()
-        assert champion_version is not None
-        champion = registry.load_model(champion_version)
-        dated = [q.created_at for q in window if q.created_at is not None]
-        rec = WindowRecord(
-            index=k,
-            since=min(dated).date().isoformat() if dated else None,
-            until=max(dated).date().isoformat() if dated else None,
-            n=len(window),
-            f1={},
-            policy_version=champion_version,
-        )
-        if "frozen" in arms:
-            rec.f1["frozen"] = _f1(initial_model, window)
-        if "oracle" in arms:
-            rec.f1["oracle"] = _f1(oracle_model, window)
-        feedback = [rng.random() < feedback_share for _ in window]
-        told = [relabel(q) for q in window] if relabel is not None else list(window)
-        if "policy" in arms:
-            rec.f1["policy"] = _f1(champion, window)
-            if champion_version not in prepared:
-                ref = registry.load_reference(champion_version)
-                prepared[champion_version] = (
-                    prepare(DriftInput(ref, true_tags=[q.tags for q in ref]), champion, thresholds, seed=seed),
-                    Baseline.from_metrics(_baseline(registry.version_info(champion_version).metrics)),
+    stream = f"{', '.join(arms)}{'; poisoned feedback' if relabel is not None else ''}"
+    with progress.task(f"backtest windows ({stream})", total=len(windows)) as replayed:
+        for k, window in enumerate(windows):
+            champion_version = registry.champion_version()
+            assert champion_version is not None
+            champion = registry.load_model(champion_version)
+            dated = [q.created_at for q in window if q.created_at is not None]
+            rec = WindowRecord(
+                index=k,
+                since=min(dated).date().isoformat() if dated else None,
+                until=max(dated).date().isoformat() if dated else None,
+                n=len(window),
+                f1={},
+                policy_version=champion_version,
+            )
+            if "frozen" in arms:
+                rec.f1["frozen"] = _f1(initial_model, window)
+            if "oracle" in arms:
+                rec.f1["oracle"] = _f1(oracle_model, window)
+            feedback = [rng.random() < feedback_share for _ in window]
+            told = [relabel(q) for q in window] if relabel is not None else list(window)
+            if "policy" in arms:
+                rec.f1["policy"] = _f1(champion, window)
+                if champion_version not in prepared:
+                    ref = registry.load_reference(champion_version)
+                    prepared[champion_version] = (
+                        prepare(DriftInput(ref, true_tags=[q.tags for q in ref]), champion, thresholds, seed=seed),
+                        Baseline.from_metrics(_baseline(registry.version_info(champion_version).metrics)),
+                    )
+                ref_prepared, baseline = prepared[champion_version]
+                current = DriftInput(
+                    window, true_tags=[q.tags if fb else None for q, fb in zip(told, feedback, strict=True)]
                 )
-            ref_prepared, baseline = prepared[champion_version]
-            current = DriftInput(
-                window, true_tags=[q.tags if fb else None for q, fb in zip(told, feedback, strict=True)]
-            )
-            result = detect_drift(ref_prepared, current, champion, baseline, thresholds, seed=seed, report=False)
-            rec.detected = result.detected_kinds
-            rec.scores = {kind: r.score for kind, r in result.kinds.items()}
-            verdict = WindowVerdict(
-                at=T0 + timedelta(minutes=k),
-                model_version=champion_version,
-                detected={kind: r.detected for kind, r in result.kinds.items()},
-                enough_data={kind: r.enough_data for kind, r in result.kinds.items()},
-            )
-        labelled.extend(q for q, fb in zip(told, feedback, strict=True) if fb)
-        recent = labelled[-retrain_config.window :]
-        if "policy" in arms:
-            decision = decide(
-                [*history, verdict], policy=policy, now=verdict.at, last_retrain_at=None, labelled_available=len(recent)
-            )
-            rec.confirmed = [kind for kind in KINDS if decision.confirmed[kind]]
-            rec.decision = decision.reasons[-1] if decision.reasons else ""
-            if decision.retrain:
-                outcome = retrain(
-                    registry,
-                    recent,
-                    config=retrain_config,
+                result = detect_drift(ref_prepared, current, champion, baseline, thresholds, seed=seed, report=False)
+                rec.detected = result.detected_kinds
+                rec.scores = {kind: r.score for kind, r in result.kinds.items()}
+                verdict = WindowVerdict(
+                    at=T0 + timedelta(minutes=k),
+                    model_version=champion_version,
+                    detected={kind: r.detected for kind, r in result.kinds.items()},
+                    enough_data={kind: r.enough_data for kind, r in result.kinds.items()},
+                )
+            labelled.extend(q for q, fb in zip(told, feedback, strict=True) if fb)
+            recent = labelled[-retrain_config.window :]
+            if "policy" in arms:
+                decision = decide(
+                    [*history, verdict],
+                    policy=policy,
+                    now=verdict.at,
+                    last_retrain_at=None,
+                    labelled_available=len(recent),
+                )
+                rec.confirmed = [kind for kind in KINDS if decision.confirmed[kind]]
+                rec.decision = decision.reasons[-1] if decision.reasons else ""
+                if decision.retrain:
+                    outcome = retrain(
+                        registry,
+                        recent,
+                        config=retrain_config,
+                        top_n=top_n,
+                        max_tags=max_tags,
+                        seed=seed + k,
+                        trigger=f"backtest window {k}: {decision.trigger}",
+                    )
+                    verdict = dataclasses.replace(
+                        verdict, retrain_started=True, retrain_result=outcome.result, retrain_trigger=decision.trigger
+                    )
+                    rec.retrain = retrain_label(outcome.result, outcome.challenger_version, decision.trigger)
+                    rec.retrain_detail = outcome.comparison
+                history.append(verdict)
+            if "oracle" in arms and len(recent) >= retrain_config.min_labelled:
+                ref = registry.load_reference(v1)
+                oracle_model = train_model(
+                    mix_reference(recent, ref, ratio=retrain_config.reference_ratio, seed=seed),
                     top_n=top_n,
                     max_tags=max_tags,
                     seed=seed + k,
-                    trigger=f"backtest window {k}: {decision.trigger}",
                 )
-                verdict = dataclasses.replace(
-                    verdict, retrain_started=True, retrain_result=outcome.result, retrain_trigger=decision.trigger
-                )
-                rec.retrain = retrain_label(outcome.result, outcome.challenger_version, decision.trigger)
-                rec.retrain_detail = outcome.comparison
-            history.append(verdict)
-        if "oracle" in arms and len(recent) >= retrain_config.min_labelled:
-            ref = registry.load_reference(v1)
-            oracle_model = train_model(
-                mix_reference(recent, ref, ratio=retrain_config.reference_ratio, seed=seed),
-                top_n=top_n,
-                max_tags=max_tags,
-                seed=seed + k,
+            log.info(
+                "window %d %s..%s f1 %s detected %s confirmed %s %s",
+                k,
+                rec.since,
+                rec.until,
+                {a: round(v, 3) for a, v in rec.f1.items()},
+                rec.detected,
+                rec.confirmed,
+                rec.retrain or "",
             )
-        log.info(
-            "window %d %s..%s f1 %s detected %s confirmed %s %s",
-            k,
-            rec.since,
-            rec.until,
-            {a: round(v, 3) for a, v in rec.f1.items()},
-            rec.detected,
-            rec.confirmed,
-            rec.retrain or "",
-        )
-        records.append(rec)
+            records.append(rec)
+            replayed.advance()
     return BacktestResult(records, time.perf_counter() - started)
 
 

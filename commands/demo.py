@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from commands.polling import ServiceThread, wait_for
+from tagwatch import progress
 from tagwatch.data import Question
 from tagwatch.settings import ApiKey, Settings
 
@@ -191,39 +192,45 @@ def run_demo(settings: Settings, plan: DemoPlan | None = None, *, echo: Callable
                 "      window  phase   period                   served  F1 served  F1 frozen  data  concept  "
                 "feature  decision"
             )
-            for k, (phase, window) in enumerate(windows):
-                served = registry.champion_version() or "?"
-                # The service reloads within its interval; wait until it serves the champion.
-                _wait_for_version(server.url, served)
-                summary = asyncio.run(
-                    replay(
-                        window,
-                        url=server.url,
-                        concurrency=plan.concurrency,
-                        feedback_share=plan.feedback_share,
-                        seed=k,
-                        api_key=api_key,
+            with progress.task("demo windows", total=len(windows)) as replayed:
+                for k, (phase, window) in enumerate(windows):
+                    served = registry.champion_version() or "?"
+                    # The service reloads within its interval; wait until it serves the champion.
+                    _wait_for_version(server.url, served)
+                    summary = asyncio.run(
+                        replay(
+                            window,
+                            url=server.url,
+                            concurrency=plan.concurrency,
+                            feedback_share=plan.feedback_share,
+                            seed=k,
+                            api_key=api_key,
+                        )
                     )
-                )
-                if summary.refused:
-                    raise RuntimeError(f"the service refused {summary.refused} requests of the replay for their key")
-                sent += summary.answered
-                fed += summary.feedback_ok
-                _wait_for_rows(engine, sent, fed)
-                # One run of the scheduled monitor job, now (as the interval trigger would fire it).
-                done.clear()
-                scheduler.modify_job("drift-check", next_run_time=datetime.now(UTC))
-                if not done.wait(timeout=900):
-                    raise RuntimeError("the monitor job did not finish")
-                outcome = outcomes[-1]
-                if served not in models:
-                    models[served] = registry.load_model(served)
-                truth = [q.tags for q in window]
-                f1_served = holdout_scores([[t for t, _ in p] for p in models[served].predict(window)], truth).micro_f1
-                f1_frozen = holdout_scores([[t for t, _ in p] for p in frozen.predict(window)], truth).micro_f1
-                row = _row(k, phase, window, served, f1_served, f1_frozen, outcome)
-                result.timeline.append(row)
-                echo(_format_row(row))
+                    if summary.refused:
+                        raise RuntimeError(
+                            f"the service refused {summary.refused} requests of the replay for their key"
+                        )
+                    sent += summary.answered
+                    fed += summary.feedback_ok
+                    _wait_for_rows(engine, sent, fed)
+                    # One run of the scheduled monitor job, now (as the interval trigger would fire it).
+                    done.clear()
+                    scheduler.modify_job("drift-check", next_run_time=datetime.now(UTC))
+                    if not done.wait(timeout=900):
+                        raise RuntimeError("the monitor job did not finish")
+                    outcome = outcomes[-1]
+                    if served not in models:
+                        models[served] = registry.load_model(served)
+                    truth = [q.tags for q in window]
+                    f1_served = holdout_scores(
+                        [[t for t, _ in p] for p in models[served].predict(window)], truth
+                    ).micro_f1
+                    f1_frozen = holdout_scores([[t for t, _ in p] for p in frozen.predict(window)], truth).micro_f1
+                    row = _row(k, phase, window, served, f1_served, f1_frozen, outcome)
+                    result.timeline.append(row)
+                    echo(_format_row(row))
+                    replayed.advance()
         finally:
             scheduler.shutdown(wait=True)
     echo("[4/4] writing the plot")

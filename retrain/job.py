@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tagwatch import progress
 from tagwatch.data import Question
 from tagwatch.settings import Settings
 
@@ -91,32 +92,35 @@ def train_and_register(
     start = time.perf_counter()
     splits = split_holdouts(questions, seed=settings.seed)
     model = train_model(splits.train, top_n=settings.top_n_tags, max_tags=settings.max_tags, seed=settings.seed)
-    metrics = {
-        "holdout_random": evaluate(model, splits.random_holdout),
-        "holdout_time": evaluate(model, splits.time_holdout),
-    }
+    holdouts = {"holdout_random": splits.random_holdout, "holdout_time": splits.time_holdout}
+    metrics: dict[str, Any] = {}
+    with progress.task("evaluating hold-outs", total=len(holdouts)) as evaluated:
+        for name, holdout in holdouts.items():
+            metrics[name] = evaluate(model, holdout)
+            evaluated.advance()
     window = data_window(questions)
     window["n_train"] = len(splits.train)
-    registry = Registry.from_settings(settings, actor=actor or local_actor())
-    version = registry.register(
-        model,
-        params=model.params,
-        metrics=metrics,
-        data_window=window,
-        # The drift reference: questions of the training period the model did not fit on (its random hold-out), so
-        # predictions and scores on it are what the model does on unseen questions of its own period.
-        reference=reference_sample(splits.random_holdout, size=REFERENCE_SAMPLE_SIZE, seed=settings.seed),
-        holdout_ids={
-            "random": [q.id for q in splits.random_holdout],
-            "time": [q.id for q in splits.time_holdout],
-        },
-        # Trusted labels the model never trained on, closest in time to the traffic it will see: the time hold-out
-        # (disjoint from the reference above). Later versions inherit it; feedback never changes it.
-        guard=reference_sample(
-            splits.time_holdout or splits.random_holdout, size=GUARD_SAMPLE_SIZE, seed=settings.seed
-        ),
-        lineage={"trigger": trigger, "parent_version": registry.champion_version()},
-    )
+    with progress.task("registering the model"):
+        registry = Registry.from_settings(settings, actor=actor or local_actor())
+        version = registry.register(
+            model,
+            params=model.params,
+            metrics=metrics,
+            data_window=window,
+            # The drift reference: questions of the training period the model did not fit on (its random
+            # hold-out), so predictions and scores on it are what the model does on unseen questions of its period.
+            reference=reference_sample(splits.random_holdout, size=REFERENCE_SAMPLE_SIZE, seed=settings.seed),
+            holdout_ids={
+                "random": [q.id for q in splits.random_holdout],
+                "time": [q.id for q in splits.time_holdout],
+            },
+            # Trusted labels the model never trained on, closest in time to the traffic it will see: the time
+            # hold-out (disjoint from the reference above). Later versions inherit it; feedback never changes it.
+            guard=reference_sample(
+                splits.time_holdout or splits.random_holdout, size=GUARD_SAMPLE_SIZE, seed=settings.seed
+            ),
+            lineage={"trigger": trigger, "parent_version": registry.champion_version()},
+        )
     champion = make_champion if make_champion is not None else registry.champion_version() is None
     if champion:
         registry.promote(version, trigger=trigger)

@@ -306,12 +306,12 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
     batch_key = auth.require_key(settings.predict_keys, route="/predict/batch", metrics=metrics)
     predict_responses = problems.responses(422) | auth.responses(settings.predict_keys) | common
 
-    @app.get("/health", response_model=schemas.Health, responses=problems.responses(500))
+    @app.get("/health", response_model=schemas.Health, responses=problems.responses(500), summary="Liveness")
     async def health() -> schemas.Health:
         """Liveness: the process answers. Never depends on the model or the database."""
         return schemas.Health(status="ok")
 
-    @app.get("/ready", response_model=schemas.Readiness, responses=problems.responses(500, 503))
+    @app.get("/ready", response_model=schemas.Readiness, responses=problems.responses(500, 503), summary="Readiness")
     async def ready(state: StateDep) -> Response:
         """Readiness: a model is loaded. The database is reported, not required: while it is away predictions are
         still answered and their log spills to disk, so an outage of the shared database must not take every replica
@@ -331,12 +331,19 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             )
         return JSONResponse(schemas.Readiness(status="ready", model_version=version, database=database).model_dump())
 
-    @app.post("/predict", response_model=schemas.Prediction, responses=predict_responses)
+    @app.post(
+        "/predict",
+        response_model=schemas.Prediction,
+        responses=predict_responses,
+        summary="Suggest tags for a question",
+    )
     async def predict(
         question: api.Question,  # type: ignore[name-defined]
         state: StateDep,
         _key: Annotated[str | None, Depends(predict_key)],
     ) -> schemas.Prediction:
+        """The tags the served model suggests for one question, best first. The answer's `request_id` names the
+        prediction in the request log: send it to `/feedback` with the true tags."""
         start = time.perf_counter()
         loaded = _serving(state)
         # ~2 ms of CPU: cheaper inline than a hop to the thread pool.
@@ -351,12 +358,19 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             model_version=loaded.version,
         )
 
-    @app.post("/predict/batch", response_model=schemas.BatchResponse, responses=predict_responses)
+    @app.post(
+        "/predict/batch",
+        response_model=schemas.BatchResponse,
+        responses=predict_responses,
+        summary="Suggest tags for several questions",
+    )
     async def predict_batch(
         batch: api.BatchRequest,  # type: ignore[name-defined]
         state: StateDep,
         _key: Annotated[str | None, Depends(batch_key)],
     ) -> schemas.BatchResponse:
+        """The tags for each question of the batch, in request order, all from one model version; each prediction
+        has its own `request_id` for `/feedback`."""
         start = time.perf_counter()
         loaded = _serving(state)
         items = [TextInput(q.title, q.body) for q in batch.questions]
@@ -376,6 +390,7 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
         "/feedback",
         response_model=schemas.FeedbackResponse,
         responses=problems.responses(404, 422) | auth.responses(settings.feedback_keys) | common,
+        summary="Send the true tags of a prediction",
     )
     async def feedback(
         body: api.FeedbackRequest,  # type: ignore[name-defined]
@@ -409,8 +424,15 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
         state.metrics.feedback.inc()
         return schemas.FeedbackResponse(request_id=body.request_id, tags=tags, status="recorded")
 
-    @app.get("/model", response_model=schemas.ModelResponse, responses=problems.responses(500, 503))
+    @app.get(
+        "/model",
+        response_model=schemas.ModelResponse,
+        responses=problems.responses(500, 503),
+        summary="The model being served",
+    )
     async def model_info(state: StateDep) -> schemas.ModelResponse:
+        """Name, version, training window, hold-out metrics and parameters of the model this replica serves (a 503
+        problem while none is loaded)."""
         loaded = _serving(state)
         return schemas.ModelResponse(
             name=state.settings.model_name,

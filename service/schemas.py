@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.json_schema import JsonDict
 
 from tagwatch.settings import Settings
 
@@ -18,6 +19,15 @@ from tagwatch.settings import Settings
 # (tagwatch.data) accept the same.
 TAG_PATTERN = r"^[\w#+.\-]{1,35}$"
 REQUEST_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+# The examples of the OpenAPI document (/docs): valid requests under the default limits, as clients send them.
+EXAMPLE_QUESTION: JsonDict = {
+    "title": "How to group a pandas DataFrame by one column and sum the others",
+    "body": "<p>I have a DataFrame with a <code>city</code> column and want one row per city.</p>"
+    "<pre><code>df.groupby('city').sum()</code></pre>",
+}
+EXAMPLE_QUESTION_2: JsonDict = {"title": "Why does git rebase rewrite the commit hashes?", "body": ""}
+EXAMPLE_REQUEST_ID = "3f2b8c1e9a4d4e0b8f6a2c7d5e1b9a04"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +97,15 @@ class Strict(BaseModel):
         return data
 
 
+TITLE_DESCRIPTION = "The question's title (plain text; surrounding whitespace is stripped, it must not be empty)."
+BODY_DESCRIPTION = "The question's body: HTML as Stack Overflow stores it, Markdown or plain text (may be empty)."
+
+
 class QuestionFields(Strict):
     """What every question has; the limits are added per app by ``request_models``."""
 
-    title: str
-    body: str = ""
+    title: str = Field(description=TITLE_DESCRIPTION)
+    body: str = Field("", description=BODY_DESCRIPTION)
 
 
 class RequestModels(NamedTuple):
@@ -116,10 +130,23 @@ def request_models(limits: Limits) -> RequestModels:
     ]
 
     class Question(QuestionFields):
-        title: title_type
-        body: body_type = ""
+        """One question to suggest tags for."""
+
+        model_config = ConfigDict(json_schema_extra={"additionalProperties": False, "examples": [EXAMPLE_QUESTION]})
+
+        title: title_type = Field(description=f"{TITLE_DESCRIPTION} At most {limits.title_chars:,} characters.")
+        body: body_type = Field("", description=f"{BODY_DESCRIPTION} At most {limits.body_chars:,} characters.")
 
     class BatchRequest(Strict):
+        """Several questions, answered in order."""
+
+        model_config = ConfigDict(
+            json_schema_extra={
+                "additionalProperties": False,
+                "examples": [{"questions": [EXAMPLE_QUESTION, EXAMPLE_QUESTION_2]}],
+            }
+        )
+
         questions: list[Question] = Field(
             min_length=1,
             max_length=limits.batch_size,
@@ -138,54 +165,93 @@ def request_models(limits: Limits) -> RequestModels:
             return self
 
     class FeedbackRequest(Strict):
-        request_id: RequestId
-        tags: list[Tag] = Field(min_length=1, max_length=limits.feedback_tags)
+        """The true tags of a question that was predicted, by the id its prediction answered with."""
+
+        model_config = ConfigDict(
+            json_schema_extra={
+                "additionalProperties": False,
+                "examples": [{"request_id": EXAMPLE_REQUEST_ID, "tags": ["python", "pandas"]}],
+            }
+        )
+
+        request_id: RequestId = Field(
+            description="The `request_id` of a prediction (`/predict`, or one question of `/predict/batch`)."
+        )
+        tags: list[Tag] = Field(
+            min_length=1,
+            max_length=limits.feedback_tags,
+            description=f"The question's true tags: 1 to {limits.feedback_tags}, Stack Overflow tags of at most 35 "
+            "letters, digits and `#+.-` (compared lower-case, repeats counted once).",
+        )
 
     return RequestModels(Question, BatchRequest, FeedbackRequest)
 
 
+PREDICTION_ID = "The id of this prediction in the request log: send it back with the true tags to `/feedback`."
+PREDICTED_TAGS = "The suggested tags, best first (at most TAGWATCH_MAX_TAGS; possibly none)."
+
+
 class TagScore(BaseModel):
-    tag: str
-    score: float
+    """One suggested tag."""
+
+    tag: str = Field(description="A Stack Overflow tag the model knows.", examples=["pandas"])
+    score: float = Field(description="How confident the model is in the tag for this question (higher: more).")
 
 
 class Prediction(BaseModel):
-    request_id: str
-    tags: list[TagScore]
-    model_version: str
+    """The tags suggested for one question."""
+
+    request_id: str = Field(description=PREDICTION_ID, examples=[EXAMPLE_REQUEST_ID])
+    tags: list[TagScore] = Field(description=PREDICTED_TAGS)
+    model_version: str = Field(description="The registry version of the model that answered.", examples=["3"])
 
 
 class BatchPrediction(BaseModel):
-    request_id: str
-    tags: list[TagScore]
+    """The tags suggested for one question of a batch."""
+
+    request_id: str = Field(description=PREDICTION_ID, examples=[EXAMPLE_REQUEST_ID])
+    tags: list[TagScore] = Field(description=PREDICTED_TAGS)
 
 
 class BatchResponse(BaseModel):
-    model_version: str
-    predictions: list[BatchPrediction]
+    """The tags suggested for each question of a batch, in request order."""
+
+    model_version: str = Field(description="The registry version of the model that answered the whole batch.")
+    predictions: list[BatchPrediction] = Field(description="One per question, in the order they were sent.")
 
 
 class FeedbackResponse(BaseModel):
-    request_id: str
-    tags: list[str]
-    status: str
+    """Feedback stored (written to the request log within the flush interval)."""
+
+    request_id: str = Field(description="The prediction the feedback is about.", examples=[EXAMPLE_REQUEST_ID])
+    tags: list[str] = Field(description="The true tags recorded, normalised (lower-case, repeats removed).")
+    status: str = Field(description="'recorded'.", examples=["recorded"])
 
 
 class ModelResponse(BaseModel):
-    name: str
-    version: str
-    loaded_at: str
-    n_tags: int
-    data_window: dict[str, object]
-    metrics: dict[str, object]
-    params: dict[str, object]
+    """The model being served, as the registry describes it."""
+
+    name: str = Field(description="The registered model's name (TAGWATCH_MODEL_NAME).", examples=["tagwatch"])
+    version: str = Field(description="The registry version being served (the champion when it was loaded).")
+    loaded_at: str = Field(description="When this replica loaded it (ISO 8601, UTC).")
+    n_tags: int = Field(description="How many tags the model can suggest.")
+    data_window: dict[str, object] = Field(
+        description="The training data: first and last creation dates (`since`, `until`), `n_questions`, "
+        "`n_undated`, `n_train`."
+    )
+    metrics: dict[str, object] = Field(description="Its scores on its hold-outs when it was registered, by hold-out.")
+    params: dict[str, object] = Field(description="Its training parameters.")
 
 
 class Health(BaseModel):
-    status: str
+    """The process answers."""
+
+    status: str = Field(description="Always 'ok'.", examples=["ok"])
 
 
 class Readiness(BaseModel):
+    """Ready for traffic: a model is loaded."""
+
     status: str = Field(description="'ready', or 'not ready' (then the answer is a 503 problem).")
-    model_version: str | None
+    model_version: str | None = Field(description="The version being served (null while none is loaded).")
     database: str = Field(description="'ok' or 'unreachable' (the request log then spills to disk).")

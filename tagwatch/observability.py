@@ -36,7 +36,8 @@ def accepted_request_id(incoming: str | None) -> str:
 
 
 class RequestIdFilter(logging.Filter):
-    """Gives each record written during a request its ``request_id`` (an extra field of the JSON log lines)."""
+    """Gives each record written during a request its ``request_id``: a field of the JSON log lines, the end of the
+    text ones (``commands.cli.console.TextFormatter``). Records written outside a request get none."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         rid = request_id.get()

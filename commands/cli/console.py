@@ -8,6 +8,8 @@ from typing import Literal
 from tagwatch.observability import RequestIdFilter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Text lines written during an API request end with its id (outside a request they are TEXT_FORMAT alone).
+TEXT_REQUEST_ID = " [request_id={}]"
 # JSON lines: these fields, renamed; then any extra of the record (request_id during an API request, the access log's
 # method, path, status, duration_seconds) and exc_info with the traceback.
 JSON_FIELDS = "{levelname}{name}{message}"
@@ -40,8 +42,18 @@ def log_handler(log_format: Literal["text", "json"]) -> logging.Handler:
 
         handler.setFormatter(JsonFormatter(JSON_FIELDS, style="{", rename_fields=JSON_RENAMES, timestamp=True))
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter(TEXT_FORMAT))
     return handler
+
+
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT lines; a line written during an API request ends with ``[request_id=…]`` (before any traceback),
+    the id that the JSON lines carry as a field and the response as its X-Request-ID header."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        rid = getattr(record, "request_id", None)
+        return line if rid is None else line + TEXT_REQUEST_ID.format(rid)
 
 
 def redact(url: str) -> str:

@@ -11,6 +11,7 @@ import typer
 from commands.cli.console import redact, setup_logging
 from commands.cli.model import metrics_table, summary
 from commands.cli.options import DataOpt, JsonOpt, parse_date
+from tagwatch import progress
 from tagwatch.settings import Settings, get_settings
 
 Echo = Callable[[str], Any]
@@ -143,7 +144,8 @@ def init(
         typer.echo(f"Only {len(questions)} questions created before {until}; at least 200 are needed.", err=True)
         raise typer.Exit(2)
     echo(f"training on {len(questions)} questions created before {until} ...")
-    run = train_and_register(settings, questions, trigger="init")
+    with progress.show():
+        run = train_and_register(settings, questions, trigger="init")
     if as_json:
         document = {
             "migrate": migrated,

@@ -9,6 +9,7 @@ import typer
 
 from commands.cli.console import setup_logging
 from commands.cli.options import DataOpt, JsonOpt, SinceOpt, UntilOpt, parse_date
+from tagwatch import progress
 from tagwatch.settings import get_settings
 
 # The two micro-F1s, named for the tags they count (retrain/evaluate.py).
@@ -72,7 +73,8 @@ def train(
     if len(questions) < 200:
         typer.echo(f"Only {len(questions)} questions in that window; at least 200 are needed.", err=True)
         raise typer.Exit(2)
-    run = train_and_register(settings, questions, make_champion=champion)
+    with progress.show():
+        run = train_and_register(settings, questions, make_champion=champion)
     if as_json:
         typer.echo(
             json.dumps(
@@ -115,14 +117,16 @@ def evaluate(
     holdouts = registry.holdout_ids(version)
     by_id = {q.id: q for q in load_data(data or settings.data_path)}
     metrics: dict[str, dict[str, Any]] = {}
-    for name, ids in holdouts.items():
-        questions = [by_id[i] for i in ids if i in by_id]
-        if len(questions) < len(ids):
-            typer.echo(
-                f"hold-out {name}: {len(ids) - len(questions)} of {len(ids)} questions are not in the data",
-                err=True,
-            )
-        metrics[f"holdout_{name}"] = evaluate_model(model, questions)
+    with progress.show(), progress.task("evaluating hold-outs", total=len(holdouts)) as evaluated:
+        for name, ids in holdouts.items():
+            questions = [by_id[i] for i in ids if i in by_id]
+            if len(questions) < len(ids):
+                typer.echo(
+                    f"hold-out {name}: {len(ids) - len(questions)} of {len(ids)} questions are not in the data",
+                    err=True,
+                )
+            metrics[f"holdout_{name}"] = evaluate_model(model, questions)
+            evaluated.advance()
     if as_json:
         typer.echo(json.dumps({"version": version, "metrics": metrics}, indent=2))
     else:

@@ -11,6 +11,7 @@ import typer
 
 from commands.cli.console import setup_logging
 from commands.cli.options import JsonOpt
+from tagwatch import progress
 from tagwatch.settings import Settings, get_settings
 
 
@@ -27,7 +28,8 @@ def backtest(
     from retrain.job import load_data
 
     settings = get_settings()
-    result = run_scenarios(load_data(settings.data_path), settings, window=window, max_train=max_train)
+    with progress.show():
+        result = run_scenarios(load_data(settings.data_path), settings, window=window, max_train=max_train)
     text = json.dumps(result, indent=2, default=str)
     if output is not None:
         output.write_text(text + "\n")
@@ -86,7 +88,8 @@ def demo(
     )
     echo = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     echo(f"tagwatch demo: state in {settings.home}")
-    result = run_demo(settings, DemoPlan(window=window, max_train=max_train), echo=echo)
+    with progress.show():
+        result = run_demo(settings, DemoPlan(window=window, max_train=max_train), echo=echo)
     promoted = [r for r in result.timeline if r.retrain and r.retrain.startswith("promoted")]
     if as_json:
         from dataclasses import asdict

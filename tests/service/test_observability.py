@@ -148,6 +148,32 @@ def test_every_log_line_of_a_request_carries_its_id(client: TestClient, json_log
     assert "request_id" not in _lines(json_log)[-1]
 
 
+def test_every_text_log_line_of_a_request_ends_with_its_id(client: TestClient) -> None:
+    stream = io.StringIO()
+    handler = log_handler("text")
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    inner = logging.getLogger("tests.inside")
+    inner.addHandler(handler)
+    try:
+        client.get("/log-inside", headers={"X-Request-ID": "req-43"})
+        inner.warning("outside a request")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            inner.exception("failed")
+    finally:
+        inner.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith(" WARNING tests.inside: on the loop [request_id=req-43]")
+    assert lines[1].endswith(" WARNING tests.inside: in a thread [request_id=req-43]")
+    # Outside a request: the plain format, no marker at all.
+    assert lines[2].endswith(" WARNING tests.inside: outside a request")
+    assert lines[3].endswith(" ERROR tests.inside: failed")
+    assert lines[4] == "Traceback (most recent call last):"
+    assert "request_id" not in "\n".join(lines[2:])
+
+
 def test_the_access_log_is_off_by_default(client: TestClient, json_log: io.StringIO) -> None:
     client.post("/predict", json=QUESTION)
     assert [line for line in _lines(json_log) if line["logger"] == "tagwatch.access"] == []

@@ -66,6 +66,7 @@ def test_train_passes_its_window_and_prints_json_or_a_table(
 
     table = invoke("train", "--data", str(TINY_DATA), "--no-champion")
     assert table.exit_code == 0, table.output
+    assert "━" not in table.output  # no progress rows: stderr is not a terminal
     assert seen["make_champion"] is False
     assert "Registered tagwatch version 3 (champion) in 12 s; window {'n_questions': 700}" in table.output
     assert "per_tag_f1" not in table.output
@@ -117,6 +118,9 @@ def test_evaluate_scores_the_champion_again_on_its_hold_outs(
 
     as_json = invoke("evaluate", "--data", str(TINY_DATA), "--json")
     assert as_json.exit_code == 0, as_json.output
+    # stderr is not a terminal here: no progress rows (tests/tagwatch/test_progress.py; on a terminal: below).
+    assert "evaluating hold-outs" not in as_json.output
+    assert "━" not in as_json.output
     assert "hold-out random: 1 of 4 questions are not in the data" in as_json.output
     out = json.loads(as_json.stdout)
     assert out["version"] == version
@@ -135,3 +139,65 @@ def test_evaluate_scores_the_champion_again_on_its_hold_outs(
     assert f"tagwatch version {version}" in table.output
     assert "micro_f1_all_tags" in table.output
     assert F1_LEGEND in table.output
+
+
+def test_evaluate_shows_progress_on_a_terminal_and_keeps_stdout_clean(
+    cli_home: Settings, small_model: TagModel, small_training_set: list[Question]
+) -> None:
+    """The real command in a pseudo-terminal (stderr) with stdout piped, as `tagwatch evaluate --json > out.json`."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    from tagwatch.registry import Registry
+
+    registry = Registry.from_settings(cli_home)
+    version = registry.register(
+        copy.copy(small_model),
+        params=small_model.params,
+        metrics={"holdout_random": {"micro_f1": 0.5}},
+        data_window={"n_questions": len(small_training_set)},
+        reference=small_training_set[:50],
+        holdout_ids={"random": ["9", "100", "59"], "time": ["50", "1000"]},
+    )
+    registry.promote(version)
+    root = Path(__file__).resolve().parents[3]
+    controller, terminal = pty.openpty()
+    shown = bytearray()
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the command exited and closed the terminal
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "commands.cli", "evaluate", "--data", str(TINY_DATA), "--json"],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root), "COLUMNS": "120", "TERM": "xterm"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=120,
+        )
+    finally:
+        os.close(terminal)
+        reader.join(timeout=10)
+        os.close(controller)
+    text = shown.decode("utf-8", "replace")
+    assert done.returncode == 0, text
+    assert "evaluating hold-outs" in text
+    assert "2/2" in text
+    assert "━" in text
+    # stdout is the JSON document alone.
+    assert json.loads(done.stdout)["version"] == version
