@@ -8,6 +8,7 @@ it; the ratio is folded back into the weights afterwards, so scoring stays one `
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from functools import partial
 
 import numpy as np
@@ -15,6 +16,8 @@ import scipy.sparse as sp
 from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
+
+from tagwatch import progress
 
 
 def _log_ratio(pos: np.ndarray, total: np.ndarray, alpha: float) -> np.ndarray:
@@ -79,20 +82,26 @@ def fit_scorers(
     total = np.asarray(x.sum(axis=0)).ravel()
     fit_tag = partial(_fit_tag, alpha=nb_alpha, C=C, tol=tol, max_iter=max_iter, seed=seed)
     columns = [np.ascontiguousarray(y[:, j]) for j in range(y.shape[1])]
+    results: Iterable[tuple[np.ndarray | None, float, bool]]
     if n_jobs > 1:
         from joblib import Parallel, delayed
 
-        results = Parallel(n_jobs=n_jobs, backend="loky")(delayed(fit_tag)(x, c, total) for c in columns)
+        # In order, each as soon as it and those before it are done: the progress moves while workers fit.
+        results = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
+            delayed(fit_tag)(x, c, total) for c in columns
+        )
     else:
-        results = [fit_tag(x, c, total) for c in columns]
+        results = (fit_tag(x, c, total) for c in columns)
     weights = np.zeros((y.shape[1], x.shape[1]))
     bias = np.zeros(y.shape[1])
     not_converged = 0
-    for j, (w, b, converged) in enumerate(results):
-        if w is not None:
-            weights[j] = w
-        bias[j] = b
-        not_converged += not converged
+    with progress.task("fitting tag scorers", total=len(columns)) as fitted:
+        for j, (w, b, converged) in enumerate(results):
+            if w is not None:
+                weights[j] = w
+            bias[j] = b
+            not_converged += not converged
+            fitted.advance()
     return weights, bias, not_converged
 
 

@@ -52,3 +52,22 @@ def split_holdouts(
         time_holdout=[q for i, q in enumerate(questions) if i in time_idx],
         time_cutoff=cutoff,
     )
+
+
+def random_split(
+    questions: Sequence[Question], *, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[Question], list[Question]]:
+    """(train, test): a seeded random ``test_fraction`` of all questions, whatever their dates, is the test part.
+
+    The anchors' protocol, the split the reference results for this data were measured on: easier than
+    ``split_holdouts``, whose random hold-out holds only questions older than the time cut and whose model trains
+    on 64 % of the data instead of 80 %. Each part keeps the input order.
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = round(len(questions) * test_fraction)
+    test = set(np.random.default_rng(seed).permutation(len(questions))[:n_test].tolist())
+    return (
+        [q for i, q in enumerate(questions) if i not in test],
+        [q for i, q in enumerate(questions) if i in test],
+    )

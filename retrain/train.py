@@ -1,7 +1,8 @@
 """Training: fitting a ``TagModel`` whose every choice is made on its own training data.
 
 ``train_model`` splits the questions it is given into a fit part and a validation part (seeded). Vectorizers and
-the per-tag linear scorers are fitted on the fit part; Platt calibration and the decision thresholds are chosen on
+the per-tag linear scorers are fitted on the fit part; Platt calibration (per tag or one for all,
+retrain/calibration.py), the decision thresholds and the minimum top score (retrain/thresholds.py) are chosen on
 the validation part. Nothing else is seen, so hold-outs split off beforehand by ``retrain.split.split_holdouts`` stay
 unseen.
 
@@ -21,8 +22,10 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-from retrain.scorers import fit_platt, fit_scorers, prune_weights
+from retrain.calibration import CALIBRATION_MODES, choose_calibration
+from retrain.scorers import fit_scorers, prune_weights
 from retrain.thresholds import THRESHOLD_MODES, choose_thresholds
+from tagwatch import progress
 from tagwatch.data import Question
 from tagwatch.model import ANALYZER_VERSION, FeatureSpace, LinearScorer, TagModel, default_blocks
 from tagwatch.scoring import binarize, decision_matrix, micro_prf
@@ -40,6 +43,11 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "val_fraction": 0.15,  # of the training questions, for calibration and thresholds
     "weight_share": 0.2,  # of the non-zero weights kept (largest magnitudes): same F1, 1/5 of the size
     "threshold_mode": "auto",  # "global", "per_tag", or "auto" (the one that validates better)
+    # Platt scaling "per_tag", one scale for all tags ("global"), or "auto" (the one that validates better).
+    "calibration": "auto",
+    # The best tag is suggested only if its score reaches this (or its threshold); "auto": chosen on validation,
+    # 0: always (bench/results/model_quality.md: auto gave +2.3 / +0.7 points on the random / time hold-out).
+    "min_top_score": "auto",
     "tol": 1e-3,
     "max_iter": 2000,
     "n_jobs": 2,  # worker processes fitting tags in parallel (same result for any value)
@@ -68,6 +76,11 @@ def _check_params(params: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"invalid training parameters: {merged}")
     if merged["threshold_mode"] not in THRESHOLD_MODES:
         raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES}, got {merged['threshold_mode']!r}")
+    if merged["calibration"] not in CALIBRATION_MODES:
+        raise ValueError(f"calibration must be one of {CALIBRATION_MODES}, got {merged['calibration']!r}")
+    top = merged["min_top_score"]
+    if top != "auto" and not (isinstance(top, int | float) and not isinstance(top, bool) and 0 <= top <= 1):
+        raise ValueError(f"min_top_score must be 'auto' or a number in [0, 1], got {top!r}")
     return merged
 
 
@@ -92,11 +105,12 @@ def train_model(
     n_val = max(1, round(len(questions) * p["val_fraction"]))
     val_rows, fit_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
 
-    texts = [model_texts(q) for q in questions]
-    titles, bodies = [t for t, _ in texts], [b for _, b in texts]
-    blocks = default_blocks(p["title_weight"], p["title_char_weight"], p["body_weight"])
-    features = FeatureSpace.fit(titles, bodies, blocks, min_df=p["min_df"])
-    x = features.transform(titles, bodies)
+    with progress.task("computing features", total=None):
+        texts = [model_texts(q) for q in questions]
+        titles, bodies = [t for t, _ in texts], [b for _, b in texts]
+        blocks = default_blocks(p["title_weight"], p["title_char_weight"], p["body_weight"])
+        features = FeatureSpace.fit(titles, bodies, blocks, min_df=p["min_df"])
+        x = features.transform(titles, bodies)
     y = _labels(questions, tags)
     t_features = time.perf_counter() - start
 
@@ -117,12 +131,21 @@ def train_model(
     # The scorer the model will use, so calibration sees exactly the decision values it will get.
     decisions = LinearScorer(weights, bias).decisions(x[val_rows])
     y_val = y[val_rows]
-    calib_a, calib_b = fit_platt(decisions, y_val)
+    fixed_top = None if p["min_top_score"] == "auto" else float(p["min_top_score"])
+    calib_a, calib_b, calibration_report = choose_calibration(
+        decisions, y_val, max_tags=max_tags, mode=p["calibration"], seed=seed, min_top=fixed_top
+    )
     val_scores = expit(decisions * calib_a + calib_b)
     thresholds, threshold_report = choose_thresholds(
-        val_scores, y_val, max_tags=max_tags, mode=p["threshold_mode"], seed=seed
+        val_scores,
+        y_val,
+        max_tags=max_tags,
+        mode=p["threshold_mode"],
+        seed=seed,
+        min_top=fixed_top,
     )
-    _, _, val_f1 = micro_prf(y_val, decision_matrix(val_scores, thresholds, max_tags))
+    min_top = float(threshold_report["min_top_score"])
+    _, _, val_f1 = micro_prf(y_val, decision_matrix(val_scores, thresholds, max_tags, min_top))
     info = {
         "n_questions": len(questions),
         "n_fit": len(fit_rows),
@@ -135,17 +158,21 @@ def train_model(
         "fit_seconds": round(t_fit, 2),
         "seconds": round(time.perf_counter() - start, 2),
         "tag_counts": {t: int(c) for t, c in zip(tags, y.sum(axis=0), strict=True)},
+        **calibration_report,
         **threshold_report,
     }
     if not_converged:
         log.warning("%d of %d tag scorers did not converge in %d iterations", not_converged, len(tags), p["max_iter"])
     log.info(
-        "trained on %d questions (%d tags) in %.1fs: validation micro-F1 %.3f (%s thresholds)",
+        "trained on %d questions (%d tags) in %.1fs: validation micro-F1 %.3f (%s calibration, %s thresholds, "
+        "minimum top score %.2f)",
         len(questions),
         len(tags),
         info["seconds"],
         val_f1,
+        calibration_report["calibration"],
         threshold_report["threshold_mode"],
+        min_top,
     )
     all_params = {"top_n": top_n, "max_tags": max_tags, "seed": seed, "analyzer_version": ANALYZER_VERSION, **p}
     return TagModel(
@@ -157,6 +184,7 @@ def train_model(
         calib_b=calib_b,
         thresholds=thresholds,
         max_tags=max_tags,
+        min_top_score=min_top,
         params=all_params,
         info=info,
     )

@@ -53,19 +53,24 @@ def rank_matrix(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def decision_matrix(scores: np.ndarray, thresholds: np.ndarray | float, max_tags: int) -> np.ndarray:
-    """The decision rule as a 0/1 matrix: tags whose score reaches their threshold, at least the top-1 tag, and
-    at most the ``max_tags`` best-scored ones."""
+def decision_matrix(
+    scores: np.ndarray, thresholds: np.ndarray | float, max_tags: int, min_top_score: float = 0.0
+) -> np.ndarray:
+    """The decision rule as a 0/1 matrix: tags whose score reaches their threshold, the top-1 tag whenever its
+    score reaches ``min_top_score`` (0: always, so every question gets a tag), and at most the ``max_tags``
+    best-scored ones. A question whose best score is below both gets no tag: none of the model's tags fits it."""
     if scores.ndim != 2:
         raise ValueError(f"scores must be a matrix (n, n_tags), got shape {scores.shape}")
     if max_tags < 1:
         raise ValueError(f"max_tags must be >= 1, got {max_tags}")
+    if not 0.0 <= min_top_score <= 1.0:
+        raise ValueError(f"min_top_score must be in [0, 1], got {min_top_score}")
     thr = np.broadcast_to(np.asarray(thresholds, dtype=float), (scores.shape[1],))
     chosen = scores >= thr
     if scores.shape[0] == 0 or scores.shape[1] == 0:
         return chosen.astype(np.int8)
     ranks = rank_matrix(scores)
-    chosen |= ranks == 0
+    chosen |= (ranks == 0) & (scores >= min_top_score)
     chosen &= ranks < max_tags
     return chosen.astype(np.int8)
 

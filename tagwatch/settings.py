@@ -117,7 +117,8 @@ class Settings(BaseSettings):
     feedback_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
     predict_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
 
-    # Log lines: "text" (for a terminal) or "json" (one JSON object per line, with the request id of an API request).
+    # Log lines: "text" (for a terminal; a line written during an API request ends with [request_id=...]) or "json"
+    # (one JSON object per line, with the request id of an API request as a field).
     log_format: Literal["text", "json"] = "text"
     # The API logs one line per request (method, path, status, duration, request id; never the body).
     access_log: bool = False

@@ -28,7 +28,7 @@ from sklearn.model_selection import train_test_split
 
 from monitor.drift.prepare import Prepared
 from monitor.drift.summary import SummaryTable
-from monitor.drift.types import OTHER, TextDrift, Thresholds
+from monitor.drift.types import NO_TAG, OTHER, TextDrift, Thresholds
 
 # Bounded label set of the report's prediction column: the most predicted tags, the rest as "other".
 REPORT_TOP_TAGS = 15
@@ -155,5 +155,8 @@ def _frame(side: Prepared, keep: set[str]) -> pd.DataFrame:
     for p in side.uniform:
         row = np.where(side.predicted[p], side.scores[p], -1.0)
         j = int(np.argmax(row))
-        top.append(side.model_tags[j] if row[j] >= 0 and side.model_tags[j] in keep else OTHER)
+        if row[j] < 0:  # no tag suggested: none of the model's tags fits (a share that grows with new topics)
+            top.append(NO_TAG)
+        else:
+            top.append(side.model_tags[j] if side.model_tags[j] in keep else OTHER)
     return pd.DataFrame({**side.described, "predicted_tag": top})

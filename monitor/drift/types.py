@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 KINDS: tuple[str, ...] = ("data", "concept", "feature")
 # The item standing for "every tag outside the model's vocabulary" (label shifts) or "every other tag" (report).
 OTHER = "(other)"
+# The prediction column of a question the model suggested no tag for (its best score below the minimum top score).
+NO_TAG = "(no tag)"
 # The domain classifier needs both classes in its test half: below this many rows a side it is not run.
 MIN_TEXT_ROWS = 20
 

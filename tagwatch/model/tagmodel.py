@@ -38,6 +38,7 @@ class TagModel:
         calib_b: np.ndarray,
         thresholds: np.ndarray,
         max_tags: int,
+        min_top_score: float = 0.0,
         params: dict[str, Any] | None = None,
         info: dict[str, Any] | None = None,
         version: str | None = None,
@@ -54,6 +55,8 @@ class TagModel:
                 raise ValueError(f"{name} must be {n} finite numbers, got shape {np.shape(arr)}")
         if max_tags < 1:
             raise ValueError(f"max_tags must be >= 1, got {max_tags}")
+        if not 0.0 <= min_top_score <= 1.0:
+            raise ValueError(f"min_top_score must be in [0, 1], got {min_top_score}")
         self.tags: list[str] = list(tags)
         self.features = features
         self.weights: sp.csr_matrix = w
@@ -62,6 +65,7 @@ class TagModel:
         self.calib_b = np.asarray(calib_b, dtype=np.float64)
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.max_tags = int(max_tags)
+        self.min_top_score = float(min_top_score)
         self.params: dict[str, Any] = dict(params or {})
         self.info: dict[str, Any] = dict(info or {})
         self.version = version
@@ -91,15 +95,17 @@ class TagModel:
         return self.calibrate(decisions)
 
     def decide(self, scores: np.ndarray) -> list[list[tuple[str, float]]]:
-        """Per question, the chosen (tag, score) pairs, best first: the best tag always, then the next ones (up
-        to ``max_tags`` in all) whose score reaches their threshold. Same rule as ``scoring.decision_matrix``."""
+        """Per question, the chosen (tag, score) pairs, best first: the best tag if its score reaches its threshold
+        or ``min_top_score`` (0: always), then the next ones (up to ``max_tags`` in all) whose score reaches their
+        threshold. None when even the best tag is below both: no tag of the model fits the question. Same rule as
+        ``scoring.decision_matrix``."""
         scores = np.asarray(scores, dtype=float)
         if scores.ndim != 2 or scores.shape[1] != len(self.tags):
             raise ValueError(f"scores must be (n, {len(self.tags)}), got shape {scores.shape}")
         order = np.argsort(-scores, axis=1, kind="stable")[:, : self.max_tags]
         best = np.take_along_axis(scores, order, axis=1)
         passing = best >= self.thresholds[order]
-        passing[:, :1] = True
+        passing[:, 0] |= best[:, 0] >= self.min_top_score
         tags = self.tags
         return [
             [(tags[j], float(v)) for j, v, ok in zip(o.tolist(), b.tolist(), p.tolist(), strict=True) if ok]
@@ -136,6 +142,7 @@ class TagModel:
         meta = {
             "tags": self.tags,
             "max_tags": self.max_tags,
+            "min_top_score": self.min_top_score,
             "blocks": self.features.describe(),
             "params": self.params,
             "info": self.info,
@@ -170,6 +177,8 @@ class TagModel:
                 calib_b=arrays["calib_b"],
                 thresholds=arrays["thresholds"],
                 max_tags=int(meta["max_tags"]),
+                # Saved before the rule had it: the best tag always.
+                min_top_score=float(meta.get("min_top_score", 0.0)),
                 params=meta.get("params") or {},
                 info=meta.get("info") or {},
             )

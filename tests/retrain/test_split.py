@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from retrain.split import split_holdouts
+from retrain.split import random_split, split_holdouts
 from tagwatch.data import Question
 from tests.retrain.support import T0
 from tests.retrain.support import question as _q
@@ -63,3 +63,21 @@ def test_split_of_the_bundled_data(bundled_questions: list[Question]) -> None:
     assert len(splits.random_holdout) == round(0.2 * (len(bundled_questions) - len(splits.time_holdout)))
     ids = [q.id for q in splits.train + splits.random_holdout + splits.time_holdout]
     assert len(ids) == len(set(ids)) == len(bundled_questions)
+
+
+def test_random_split_is_the_anchors_protocol() -> None:
+    questions = [_q(i) for i in range(50)] + [_q(50 + i, dated=False) for i in range(50)]
+    train, test = random_split(questions, test_fraction=0.2, seed=0)
+    assert len(test) == 20
+    assert len(train) == 80
+    assert {q.id for q in train}.isdisjoint({q.id for q in test})
+    # Dates play no part: undated and old questions land in the test part alike.
+    assert any(q.created_at is None for q in test)
+    assert any(q.created_at is not None for q in test)
+    # Seeded and order-keeping.
+    assert random_split(questions, seed=0) == (train, test)
+    assert random_split(questions, seed=1)[1] != test
+    position = {q.id: i for i, q in enumerate(questions)}
+    assert [position[q.id] for q in test] == sorted(position[q.id] for q in test)
+    with pytest.raises(ValueError, match="test_fraction"):
+        random_split(questions, test_fraction=1.0)

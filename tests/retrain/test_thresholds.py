@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrain.thresholds import choose_thresholds, global_threshold, per_tag_thresholds
+from retrain.thresholds import choose_thresholds, global_threshold, min_top_score, per_tag_thresholds
 from tagwatch.scoring import decision_matrix, micro_prf
 
 
@@ -59,3 +59,50 @@ def test_choose_thresholds_modes() -> None:
     assert auto_thr[3] > auto_thr[0]
     with pytest.raises(ValueError, match="threshold_mode"):
         choose_thresholds(scores, y, max_tags=3, mode="best")
+
+
+def test_threshold_search_is_exact_with_a_minimum_top_score() -> None:
+    rng = np.random.default_rng(6)
+    y = (rng.random((400, 6)) < 0.2).astype(np.int8)
+    scores = np.clip(0.5 * y + rng.random((400, 6)) * 0.6, 0, 1)
+    grid = np.round(np.arange(0.05, 0.95, 0.05), 2)
+    g = global_threshold(scores, y, 2, grid, min_top_score=0.3)
+
+    def f1(t: float) -> float:
+        return micro_prf(y, decision_matrix(scores, np.full(6, t), 2, min_top_score=0.3))[2]
+
+    assert f1(g) == pytest.approx(max(f1(t) for t in grid))
+
+
+def test_the_minimum_top_score_drops_questions_none_of_whose_tags_the_model_knows() -> None:
+    rng = np.random.default_rng(7)
+    n = 1000
+    y = np.zeros((n, 5), dtype=np.int8)
+    y[np.arange(n), rng.integers(0, 5, n)] = 1
+    y[: n // 4] = 0  # a quarter carry none of the model's tags ...
+    scores = rng.random((n, 5)) * 0.05  # ... and the model is unsure about them
+    known = np.arange(n) >= n // 4
+    scores[known] += 0.5 * y[known] + 0.1 * rng.random((int(known.sum()), 5))
+    m = min_top_score(scores, y, max_tags=3)
+    assert 0.05 <= m <= 0.3
+    with_min = micro_prf(y, decision_matrix(scores, np.full(5, 0.5), 3, min_top_score=m))[2]
+    always = micro_prf(y, decision_matrix(scores, np.full(5, 0.5), 3))[2]
+    assert with_min > always
+    thr, report = choose_thresholds(scores, y, max_tags=3, mode="global")
+    assert report["min_top_score"] == m
+    pred = decision_matrix(scores, thr, 3, report["min_top_score"])
+    assert pred[: n // 4].sum() < 0.05 * (n // 4)  # almost no tag suggested for the unknown quarter
+    assert (pred[n // 4 :].sum(axis=1) >= 1).all()  # every other question keeps its tag
+    # Fixed: 0 is the old rule, whatever the data say.
+    _, fixed = choose_thresholds(scores, y, max_tags=3, mode="global", min_top=0.0)
+    assert fixed["min_top_score"] == 0.0
+    with pytest.raises(ValueError, match="min_top_score"):
+        choose_thresholds(scores, y, max_tags=3, min_top=2.0)
+
+
+def test_every_question_with_a_known_tag_keeps_the_old_rule() -> None:
+    rng = np.random.default_rng(8)
+    y = np.zeros((500, 4), dtype=np.int8)
+    y[np.arange(500), rng.integers(0, 4, 500)] = 1
+    scores = np.clip(0.3 * y + rng.random((500, 4)) * 0.4, 0, 1)
+    assert min_top_score(scores, y, max_tags=2) == 0.0

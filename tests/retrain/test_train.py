@@ -58,6 +58,10 @@ def test_train_model_rejects_bad_input(tiny_set: list[Question]) -> None:
         train_model(untagged, top_n=5)
     with pytest.raises(ValueError, match="threshold_mode"):
         train_model(tiny_set, top_n=5, threshold_mode="best")
+    with pytest.raises(ValueError, match="min_top_score"):
+        train_model(tiny_set, top_n=5, min_top_score=1.5)
+    with pytest.raises(ValueError, match="min_top_score"):
+        train_model(tiny_set, top_n=5, min_top_score="best")
 
 
 def test_train_model_learns_something(tiny_set: list[Question], bundled_questions: list[Question]) -> None:

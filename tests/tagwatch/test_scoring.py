@@ -108,6 +108,22 @@ def test_decision_rule_thresholds_at_least_one_at_most_k() -> None:
     assert got.tolist() == [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 1, 0]]
 
 
+def test_decision_rule_with_a_minimum_top_score_may_suggest_nothing() -> None:
+    scores = np.array(
+        [
+            [0.9, 0.6, 0.4, 0.2],  # passes: 0.9, 0.6 (threshold 0.5)
+            [0.1, 0.3, 0.2, 0.05],  # none passes; the best (0.3) reaches the minimum top score: it alone
+            [0.1, 0.15, 0.2, 0.05],  # the best (0.2) is below the minimum top score too: no tag at all
+        ]
+    )
+    got = decision_matrix(scores, 0.5, max_tags=2, min_top_score=0.25)
+    assert got.tolist() == [[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
+    # 0 is the old rule: every question gets its best tag.
+    assert decision_matrix(scores, 0.5, max_tags=2, min_top_score=0.0)[2].tolist() == [0, 0, 1, 0]
+    with pytest.raises(ValueError, match="min_top_score"):
+        decision_matrix(scores, 0.5, 2, min_top_score=1.5)
+
+
 def test_decision_rule_with_per_tag_thresholds() -> None:
     scores = np.array([[0.9, 0.6, 0.4, 0.35]])
     got = decision_matrix(scores, np.array([0.5, 0.7, 0.3, 0.4]), max_tags=5)

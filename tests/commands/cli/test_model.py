@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,6 +92,23 @@ def test_the_metrics_table_names_both_micro_f1s_and_marks_what_a_version_lacks()
     assert table[-1].startswith("micro_f1_all_tags: over every true tag")
 
 
+def _champion(settings: Settings, model: TagModel, reference: list[Question], holdout_ids: dict[str, list[str]]) -> str:
+    """Register a copy of ``model`` with these hold-out ids and make it champion; its version."""
+    from tagwatch.registry import Registry
+
+    registry = Registry.from_settings(settings)
+    version = registry.register(
+        copy.copy(model),
+        params=model.params,
+        metrics={"holdout_random": {"micro_f1": 0.5}},
+        data_window={"n_questions": len(reference)},
+        reference=reference[:50],
+        holdout_ids=holdout_ids,
+    )
+    registry.promote(version)
+    return version
+
+
 def test_evaluate_without_a_champion(cli_home: Settings) -> None:
     result = invoke("evaluate", "--data", str(TINY_DATA))
     assert result.exit_code == 1
@@ -102,19 +120,10 @@ def test_evaluate_scores_the_champion_again_on_its_hold_outs(
 ) -> None:
     from retrain.compare import holdout_scores
     from retrain.job import load_data
-    from tagwatch.registry import Registry
 
-    registry = Registry.from_settings(cli_home)
-    version = registry.register(
-        copy.copy(small_model),
-        params=small_model.params,
-        metrics={"holdout_random": {"micro_f1": 0.5}},
-        data_window={"n_questions": len(small_training_set)},
-        reference=small_training_set[:50],
-        # One id the data no longer has: said, and left out.
-        holdout_ids={"random": ["9", "100", "59", "gone"], "time": ["50", "1000"]},
-    )
-    registry.promote(version)
+    # One id the data no longer has: said, and left out.
+    holdout_ids = {"random": ["9", "100", "59", "gone"], "time": ["50", "1000"]}
+    version = _champion(cli_home, small_model, small_training_set, holdout_ids)
 
     as_json = invoke("evaluate", "--data", str(TINY_DATA), "--json")
     assert as_json.exit_code == 0, as_json.output
@@ -133,12 +142,16 @@ def test_evaluate_scores_the_champion_again_on_its_hold_outs(
     all_tags = holdout_scores(predicted, [q.tags for q in questions]).micro_f1
     assert random_holdout["micro_f1_all_tags"] == pytest.approx(all_tags)
     assert random_holdout["micro_f1_all_tags"] <= random_holdout["micro_f1"]
+    # Seven questions are too few for the anchors' protocol: said, and left out.
+    assert "anchors' protocol skipped: 7 questions in the data, at least 200 are needed" in as_json.output
+    assert "anchors_protocol" not in out["metrics"]
 
-    table = invoke("evaluate", "--version", version, "--data", str(TINY_DATA))
+    table = invoke("evaluate", "--version", version, "--data", str(TINY_DATA), "--no-anchors")
     assert table.exit_code == 0, table.output
     assert f"tagwatch version {version}" in table.output
     assert "micro_f1_all_tags" in table.output
     assert F1_LEGEND in table.output
+    assert "anchors_protocol" not in table.output
 
 
 def test_evaluate_shows_progress_on_a_terminal_and_keeps_stdout_clean(
@@ -150,20 +163,10 @@ def test_evaluate_shows_progress_on_a_terminal_and_keeps_stdout_clean(
     import subprocess
     import sys
     import threading
-    from pathlib import Path
 
-    from tagwatch.registry import Registry
-
-    registry = Registry.from_settings(cli_home)
-    version = registry.register(
-        copy.copy(small_model),
-        params=small_model.params,
-        metrics={"holdout_random": {"micro_f1": 0.5}},
-        data_window={"n_questions": len(small_training_set)},
-        reference=small_training_set[:50],
-        holdout_ids={"random": ["9", "100", "59"], "time": ["50", "1000"]},
+    version = _champion(
+        cli_home, small_model, small_training_set, {"random": ["9", "100", "59"], "time": ["50", "1000"]}
     )
-    registry.promote(version)
     root = Path(__file__).resolve().parents[3]
     controller, terminal = pty.openpty()
     shown = bytearray()
@@ -201,3 +204,26 @@ def test_evaluate_shows_progress_on_a_terminal_and_keeps_stdout_clean(
     assert "━" in text
     # stdout is the JSON document alone.
     assert json.loads(done.stdout)["version"] == version
+
+
+def test_evaluate_runs_the_anchors_protocol_with_the_versions_parameters(
+    cli_home: Settings, small_model: TagModel, small_training_set: list[Question], tmp_path: Path
+) -> None:
+    from tagwatch.data.writer import write_questions_csv
+
+    data = tmp_path / "questions.csv"
+    write_questions_csv(small_training_set[:400], data)
+    _champion(cli_home, small_model, small_training_set, {"random": [q.id for q in small_training_set[:30]]})
+    result = invoke("evaluate", "--data", str(data), "--json")
+    assert result.exit_code == 0, result.output
+    anchors = json.loads(result.stdout)["metrics"]["anchors_protocol"]
+    # A model of its own, with the version's parameters, on a random 80 % of the 400; scored on the other 20 %.
+    assert anchors["n_questions"] == 80
+    assert anchors["n_train"] == 320
+    assert anchors["split_seed"] == 0
+    assert set(anchors["per_tag_f1"]) <= {t for q in small_training_set[:400] for t in q.tags}
+    assert len(anchors["per_tag_f1"]) <= small_model.params["top_n"]
+    assert 0.2 < anchors["micro_f1"] <= 1.0
+    table = invoke("evaluate", "--data", str(data))
+    assert "anchors_protocol" in table.output
+    assert "a model trained with this version's parameters on a random 80 %" in table.output

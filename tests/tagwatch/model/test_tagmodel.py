@@ -41,16 +41,27 @@ def test_tags_are_ordered_by_training_frequency(small_model: TagModel, small_tra
     assert counts == sorted(counts, reverse=True)
 
 
-def test_decide_at_least_one_at_most_k_sorted(small_model: TagModel, unseen: list[Question]) -> None:
+def test_decide_at_most_k_sorted_none_only_below_the_minimum_top_score(
+    small_model: TagModel, unseen: list[Question]
+) -> None:
     scores = small_model.predict_scores(unseen)
     decided = small_model.decide(scores)
     assert len(decided) == len(unseen)
     for row, tags in zip(scores, decided, strict=True):
-        assert 1 <= len(tags) <= small_model.max_tags
+        assert len(tags) <= small_model.max_tags
+        best = int(np.argmax(row))
+        if not tags:  # only when the best tag reaches neither its threshold nor the minimum top score
+            assert row[best] < max(small_model.min_top_score, small_model.thresholds[best])
+            continue
         values = [s for _, s in tags]
         assert values == sorted(values, reverse=True)
-        assert tags[0][0] == small_model.tags[int(np.argmax(row))]
-        for tag, s in tags[1:]:
+        # The best tag comes first when it is suggested; every other suggested tag reaches its own threshold (with
+        # per-tag thresholds a lower tag can reach its own while the best one reaches neither its own nor the
+        # minimum top score).
+        first = small_model.tags[best]
+        others = tags[1:] if tags[0][0] == first else tags
+        assert first not in [t for t, _ in others]
+        for tag, s in others:
             assert s >= small_model.thresholds[small_model.tags.index(tag)]
 
 
@@ -59,9 +70,32 @@ def test_decide_matches_the_decision_matrix_rule(small_model: TagModel) -> None:
     scores = rng.random((300, len(small_model.tags))) ** 3  # mostly low scores: the at-least-one rule matters
     scores[:5, :] = 0.5  # ties
     decided = small_model.decide(scores)
-    matrix = decision_matrix(scores, small_model.thresholds, small_model.max_tags)
+    matrix = decision_matrix(scores, small_model.thresholds, small_model.max_tags, small_model.min_top_score)
     for i, tags in enumerate(decided):
         assert {t for t, _ in tags} == {small_model.tags[j] for j in np.flatnonzero(matrix[i])}
+
+
+def test_a_minimum_top_score_lets_a_question_get_no_tag(small_model: TagModel, tmp_path: Path) -> None:
+    n = len(small_model.tags)
+    low = np.full((1, n), 0.01)
+    low[0, 3] = 0.04  # the best, below 0.05 and below every threshold
+    high = low.copy()
+    high[0, 3] = 0.06
+    small_model.save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["min_top_score"] = 0.05
+    meta_path.write_text(json.dumps(meta))
+    strict = TagModel.load(tmp_path / "m")
+    assert strict.min_top_score == 0.05
+    assert strict.decide(low) == [[]]
+    assert strict.decide(high) == [[(small_model.tags[3], 0.06)]]
+    # A model saved before the rule had a minimum (no key) suggests its best tag always.
+    del meta["min_top_score"]
+    meta_path.write_text(json.dumps(meta))
+    old = TagModel.load(tmp_path / "m")
+    assert old.min_top_score == 0.0
+    assert old.decide(low) == [[(small_model.tags[3], 0.04)]]
 
 
 def test_decide_rejects_scores_of_another_shape(small_model: TagModel) -> None:
@@ -111,6 +145,7 @@ def test_save_load_round_trip_is_identical(small_model: TagModel, unseen: list[Q
     assert loaded.tags == small_model.tags
     assert loaded.params == small_model.params
     assert loaded.max_tags == small_model.max_tags
+    assert loaded.min_top_score == small_model.min_top_score
     assert np.array_equal(loaded.thresholds, small_model.thresholds)
     assert np.array_equal(loaded.predict_scores(unseen), small_model.predict_scores(unseen))
     assert loaded.predict(unseen[:50]) == small_model.predict(unseen[:50])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -301,8 +302,9 @@ def test_artifacts_missing_give_a_clear_error(registry: Registry) -> None:
 
 def test_a_real_tag_model_round_trips(store: Store, small_model: TagModel, small_training_set: list[Question]) -> None:
     registry = Registry(store.tracking_uri, store.artifacts_dir, f"real_{uuid.uuid4().hex[:8]}")  # real loader
+    # A copy: register() sets the version on the model it is given, and small_model is shared by the session.
     version = registry.register(
-        small_model,
+        copy.copy(small_model),
         params=small_model.params,
         metrics={"holdout_random": {"micro_f1": 0.4}},
         data_window={"n_questions": len(small_training_set)},
